@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from models import InceptionA, InceptionNet, ResidualBlock, ResidualNet, count_parameters
+
+
+@pytest.mark.parametrize("net, params, features", [(InceptionNet, 97_298, 1408), (ResidualNet, 41_514, 512)])
+def test_nets_give_ten_logits_and_have_the_lectures_size(net, params, features):
+    model = net()
+    assert count_parameters(model) == params
+    assert model.l1.in_features == features and model.l1.out_features == 10
+    assert model(torch.randn(5, 1, 28, 28)).shape == (5, 10)
+
+
+@pytest.mark.parametrize("net", [InceptionNet, ResidualNet])
+def test_channels_last_gives_the_same_logits(net):
+    torch.manual_seed(0)
+    model, x = net(), torch.randn(3, 1, 28, 28)
+    expected = model(x)
+    model = model.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(model(x.to(memory_format=torch.channels_last)), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("in_channels, size", [(10, 12), (20, 4), (3, 7)])
+def test_inception_block_concatenates_to_88_channels_and_keeps_size(in_channels, size):
+    block = InceptionA(in_channels)
+    assert block(torch.randn(2, in_channels, size, size)).shape == (2, 88, size, size)
+
+
+def test_inception_block_is_its_four_branches_side_by_side():
+    torch.manual_seed(0)
+    block, x = InceptionA(4), torch.randn(2, 4, 6, 6)
+    out = block(x)
+    torch.testing.assert_close(out[:, :16], block.branch1x1(x))
+    torch.testing.assert_close(out[:, 16:40], block.branch5x5_2(block.branch5x5_1(x)))
+    pooled = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1)
+    torch.testing.assert_close(out[:, 64:], block.branch_pool(pooled))
+
+
+def test_residual_block_adds_its_input():
+    torch.manual_seed(0)
+    block, x = ResidualBlock(8), torch.randn(2, 8, 6, 6)
+    assert block(x).shape == x.shape
+    with torch.no_grad():
+        # With the second convolution silenced the block is relu(x + 0): the skip path alone.
+        block.conv2.weight.zero_()
+        block.conv2.bias.zero_()
+        torch.testing.assert_close(block(x), torch.relu(x))
+        # With it back, the output is relu(x + F(x)).
+        block.conv2.bias.fill_(0.5)
+        torch.testing.assert_close(block(x), torch.relu(x + 0.5))

@@ -1,0 +1,83 @@
+"""The two training scripts, end to end through their command line, on the shipped MNIST subset."""
+import csv
+import re
+
+import pytest
+import torch
+
+import train_inception
+import train_resnet
+from conftest import run_script
+from data import mnist_loaders
+
+SCRIPTS = {"train_inception.py": train_inception, "train_resnet.py": train_resnet}
+
+
+def read_metrics(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("script, epochs, lr, bar", [("train_inception.py", 2, 0.01, None), ("train_resnet.py", 3, 0.05, 90.0)])
+def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir, tmp_path):
+    out = tmp_path / "out"
+    result = run_script(script, "--epochs", epochs, "--lr", lr, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "device: cpu"
+    assert "[1,    30] loss: " in result.stdout  # the lecture's loss line
+    epoch_lines = [line for line in lines if line.startswith("epoch ")]
+    assert len(epoch_lines) == epochs
+    assert re.fullmatch(r"epoch 1: test accuracy \d+\.\d\d%  \(train \d+\.\d s, \d+ img/s\)", epoch_lines[0])
+    final = re.fullmatch(r"final test accuracy (\d+\.\d\d)% \(best \d+\.\d\d% at epoch \d+\); plot: (.+)", lines[-1])
+    assert final and final.group(2) == str(out / "accuracy.png")
+
+    assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = read_metrics(out / "metrics.csv")
+    assert [row["epoch"] for row in rows] == [str(e) for e in range(1, epochs + 1)]
+    assert set(rows[0]) == {"epoch", "train_loss", "test_accuracy", "epoch_seconds"}
+    assert rows[-1]["test_accuracy"] == final.group(1)
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+
+    # The saved weights load safely and give the printed accuracy again.
+    module = SCRIPTS[script]
+    model = module.NET()
+    model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    _, test_loader = mnist_loaders(mnist_dir, batch_size=64, device=torch.device("cpu"))
+    assert f"{module.test(model, test_loader):.2f}" == final.group(1)
+    if bar is not None:  # 96 SGD steps on 2,000 real digits are plenty for a residual net
+        assert float(final.group(1)) >= bar
+
+
+@pytest.mark.parametrize("module", [train_inception, train_resnet])
+def test_same_seed_gives_identical_metrics(module, mnist_dir, tmp_path, capsys):
+    runs = []
+    for name in ("a", "b", "c"):
+        seed = 5 if name == "c" else 3
+        module.main(["--epochs", "2", "--seed", str(seed), "--data-dir", str(mnist_dir), "--out-dir", str(tmp_path / name), "--no-show"])
+        runs.append([(r["epoch"], r["train_loss"], r["test_accuracy"]) for r in read_metrics(tmp_path / name / "metrics.csv")])
+    log = capsys.readouterr().out
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]  # and the seed matters
+    assert log.count("final test accuracy") == 3
+
+
+@pytest.mark.parametrize("module", [train_inception, train_resnet])
+def test_help_shows_every_flag_with_its_default(module, capsys):
+    with pytest.raises(SystemExit) as exit:
+        module.main(["--help"])
+    assert exit.value.code == 0
+    options = " ".join(capsys.readouterr().out.split()).split("options:")[1]  # argparse wraps to the terminal
+    for flag, default in [("--epochs", 10), ("--batch-size", 64), ("--lr", 0.01), ("--momentum", 0.5), ("--seed", 0),
+                          ("--log-every", 300), ("--data-dir", "data"), ("--out-dir", module.OUT_DIR), ("--device", "auto")]:
+        described = options.split(f" {flag} ")[1].split(" --")[0]
+        assert f"(default: {default})" in described, flag
+    assert "--no-show" in options
+
+
+def test_scripts_differ_only_where_the_nets_differ():
+    inception, resnet = (open(module.__file__).read().splitlines() for module in (train_inception, train_resnet))
+    assert len(inception) == len(resnet)
+    differing = [i for i, (a, b) in enumerate(zip(inception, resnet)) if a != b]
+    assert len(differing) <= 8, [resnet[i] for i in differing]
+    assert (train_inception.OUT_DIR, train_resnet.OUT_DIR) == ("runs/inception", "runs/resnet")
