@@ -140,7 +140,7 @@ def check_files(data_dir):
         if images != labels:
             raise DataError(
                 f"{raw_folder(data_dir)}: {prefix}-images-idx3-ubyte has {images} images but {prefix}-labels-idx1-ubyte"
-                f" has {labels} labels; they must match. One of the two files is from another set: replace it."
+                f" has {labels} labels; they must match. Replace the file that belongs to another set."
             )
 
 

@@ -1,0 +1,259 @@
+"""What a learner's run meets when something goes wrong: one clear message, the right exit code,
+no traceback, and nothing of theirs lost."""
+import contextlib
+import hashlib
+import io
+import math
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import train_inception
+import train_resnet
+from conftest import ROOT, run_script
+from data import FILES
+
+MODULES = [train_inception, train_resnet]
+
+
+def run_main(module, *args):
+    """Call a script's main() as `python script.py ARGS` would: returns (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            module.main([str(a) for a in args])
+        except SystemExit as e:  # what the interpreter does with it: a message goes to stderr, exit 1
+            code = e.code if isinstance(e.code, int) else 1
+            if isinstance(e.code, str):
+                print(e.code, file=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script", ["train_inception.py", "train_resnet.py"])
+def test_failed_download_says_where_the_files_go(script, tmp_path):
+    data_dir = tmp_path / "data"
+    env = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
+    result = run_script(script, "--data-dir", data_dir, "--out-dir", tmp_path / "out", "--no-show", env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"MNIST is not in {data_dir / 'MNIST' / 'raw'}/ and could not be downloaded" in result.stderr
+    assert all(name in result.stderr for name, _, _ in FILES)
+    error_lines = [line for line in result.stderr.splitlines() if "download error:" in line]
+    assert len(error_lines) == 1 and "refused" in error_lines[0].lower()
+    assert "--data-dir" in result.stderr
+    assert not (tmp_path / "out" / "metrics.csv").exists()
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:5000])
+
+
+def wrong_magic(path):
+    path.write_bytes(b"\x1f\x8b\x08\x00" + path.read_bytes()[4:])
+
+
+def one_label_short(path):
+    raw = path.read_bytes()
+    count = int.from_bytes(raw[4:8], "big") - 1
+    path.write_bytes(raw[:4] + count.to_bytes(4, "big") + raw[8:-1])
+
+
+@pytest.mark.parametrize(
+    "name, damage, words",
+    [
+        ("train-images-idx3-ubyte", truncate, ["is truncated", "promises 2000 x 28 x 28 bytes", "5000 bytes"]),
+        ("t10k-labels-idx1-ubyte", wrong_magic, ["magic number 0x1f8b0800, not 0x00000801", "not an MNIST label file"]),
+        ("train-labels-idx1-ubyte", one_label_short, ["has 2000 images but train-labels-idx1-ubyte has 1999 labels"]),
+    ],
+)
+def test_bad_data_file_is_named_and_left_alone(name, damage, words, own_mnist, tmp_path):
+    raw = own_mnist / "MNIST" / "raw"
+    damage(raw / name)
+    before = digest(raw)
+    code, out, err = run_main(train_resnet, "--data-dir", own_mnist, "--out-dir", tmp_path / "out", "--no-show")
+    assert code == 1
+    assert name in err and "Replace" in err
+    for word in words:
+        assert word in err
+    assert digest(raw) == before  # not deleted, not rewritten, nothing added
+    assert "epoch" not in out
+
+
+def test_bad_data_file_from_the_command_line(own_mnist, tmp_path):
+    truncate(own_mnist / "MNIST" / "raw" / "t10k-images-idx3-ubyte")
+    result = run_script("train_inception.py", "--data-dir", own_mnist, "--out-dir", tmp_path / "out", "--no-show")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and "t10k-images-idx3-ubyte is truncated" in result.stderr
+
+
+# --- hyperparameters -------------------------------------------------------------------------------
+
+
+def missing_device():
+    """A device type this machine does not have."""
+    have = torch.accelerator.current_accelerator().type if torch.accelerator.is_available() else None
+    return "xpu" if have == "cuda" else "cuda"
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["--epochs", "0"], "--epochs"),
+        (["--batch-size", "-3"], "--batch-size"),
+        (["--log-every", "0"], "--log-every"),
+        (["--lr", "0"], "--lr"),
+        (["--lr", "nan"], "--lr"),
+        (["--lr", "inf"], "--lr"),
+        (["--momentum", "1"], "--momentum"),
+        (["--momentum", "-0.1"], "--momentum"),
+        (["--epochs", "ten"], "--epochs"),
+        (["--device", "gpu0"], "--device"),
+        (["--device", missing_device()], "--device"),
+        (["--device", "cpu:banana"], "--device"),
+    ],
+)
+def test_impossible_hyperparameters_are_usage_errors(module, args, flag, tmp_path):
+    code, out, err = run_main(module, *args, "--data-dir", tmp_path / "data", "--out-dir", tmp_path / "out")
+    assert code == 2
+    assert err.startswith("usage: ") and f"error: argument {flag}" in err or f"error: {flag}" in err
+    assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()  # refused before anything else
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_impossible_constant_at_the_top_of_the_file_is_refused_too(module, monkeypatch, tmp_path):
+    monkeypatch.setattr(module, "MOMENTUM", 1.5)
+    code, _, err = run_main(module, "--data-dir", tmp_path / "data")
+    assert code == 2 and "--momentum must be in [0, 1), got 1.5" in err
+
+
+def test_usage_error_from_the_command_line(tmp_path):
+    result = run_script("train_resnet.py", "--lr", "-1", "--data-dir", tmp_path / "data")
+    assert result.returncode == 2
+    assert "error: --lr must be a finite number above 0, got -1.0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- divergence ------------------------------------------------------------------------------------
+
+
+def test_divergence_stops_with_advice(mnist_dir, tmp_path):
+    code, out, err = run_main(train_resnet, "--lr", 100, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 1
+    assert "the training loss became nan by epoch 1" in err
+    assert "checked every 300 batches and at the end of each epoch" in err
+    assert "try a smaller learning rate than --lr 100.0" in err
+    assert "no epoch had finished" in err
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_divergence_keeps_the_finished_epochs(module, mnist_dir, tmp_path, monkeypatch):
+    real_train = module.train
+
+    def train_then_blow_up(model, loader, optimizer, epoch, log_every):
+        if epoch == 2:  # what a too-large step does: the weights turn to inf and the loss to nan
+            with torch.no_grad():
+                model.l1.weight.fill_(math.inf)
+        return real_train(model, loader, optimizer, epoch, log_every)
+
+    monkeypatch.setattr(module, "train", train_then_blow_up)
+    code, out, err = run_main(module, "--epochs", 3, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 1
+    assert "the training loss became nan by epoch 2, batch 10" in err
+    assert f"the results of the 1 finished epochs are in {tmp_path}/" in err
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()[1:]
+    assert len(rows) == 1 and f"epoch 1: test accuracy {rows[0].split(',')[2]}%" in out
+    weights = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert all(torch.isfinite(w).all() for w in weights.values())  # epoch 1's weights, not the broken ones
+    assert sorted(os.listdir(tmp_path)) == ["accuracy.png", "metrics.csv", "model.pt"]
+
+
+# --- Ctrl-C ----------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_keeps_the_finished_epochs(mnist_dir, tmp_path):
+    out = tmp_path / "out"
+    args = ["--epochs", "1000", "--log-every", "10", "--data-dir", mnist_dir, "--out-dir", out, "--no-show"]
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "train_resnet.py"), *map(str, args)],
+        cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    printed = []
+    for line in process.stdout:  # wait until two epochs are done, then press Ctrl-C
+        printed.append(line)
+        if line.startswith("epoch 2:"):
+            process.send_signal(signal.SIGINT)
+            break
+    rest, err = process.communicate(timeout=60)
+    printed += rest.splitlines(keepends=True)
+    assert process.returncode == 130
+    assert "Traceback" not in err
+    assert f"interrupted: the results of the" in err and f"finished epochs are in {out}/" in err
+    finished = [line for line in printed if line.startswith("epoch ")]
+    rows = (out / "metrics.csv").read_text().splitlines()[1:]
+    assert len(rows) == len(finished) >= 2
+    assert f"the results of the {len(finished)} finished epochs" in err
+    model = train_resnet.NET()
+    model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    assert sorted(os.listdir(out)) == ["accuracy.png", "metrics.csv", "model.pt"]  # no temporary files left
+
+
+# --- the out folder --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("where", ["out-dir is a file", "out-dir is below a file", "model.pt is a folder"])
+def test_unwritable_out_dir_is_refused_before_training(module, where, mnist_dir, tmp_path):
+    in_the_way = tmp_path / "results"
+    in_the_way.write_text("my notes\n")
+    out_dir = {"out-dir is a file": in_the_way, "out-dir is below a file": in_the_way / "run1"}.get(where)
+    if out_dir is None:
+        out_dir = tmp_path / "out"
+        (out_dir / "model.pt").mkdir(parents=True)
+    code, out, err = run_main(module, "--data-dir", mnist_dir, "--out-dir", out_dir, "--no-show")
+    assert code == 1
+    assert f"error: cannot write results to {out_dir}" in err and "--out-dir" in err
+    assert "epoch" not in out and "device" not in out
+    assert in_the_way.read_text() == "my notes\n"
+
+
+def test_unwritable_out_dir_from_the_command_line(mnist_dir, tmp_path):
+    (tmp_path / "results").write_text("x")
+    result = run_script("train_inception.py", "--data-dir", mnist_dir, "--out-dir", tmp_path / "results", "--no-show")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot write results to" in result.stderr
+
+
+# --- files are written whole -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(module, failure, tmp_path):
+    target = tmp_path / "metrics.csv"
+    target.write_text("old results\n")
+
+    def write_half(f):
+        f.write(b"new res")
+        raise failure
+
+    with pytest.raises(type(failure)):
+        module.save_atomic(str(target), write_half)
+    assert target.read_text() == "old results\n"
+    assert os.listdir(tmp_path) == ["metrics.csv"]
+    module.save_atomic(str(target), lambda f: f.write(b"new results\n"))
+    assert target.read_text() == "new results\n"
