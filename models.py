@@ -93,9 +93,11 @@ class ResidualNet(nn.Module):
         self.l1 = nn.Linear(32 * 4 * 4, 10)  # 512 features
 
     def forward(self, x):
-        x = self.mp(F.relu(self.conv1(x)))
+        # The lecture writes mp(relu(conv(x))). relu(mp(...)) gives exactly the same numbers, because
+        # the max of relus is the relu of the max, but applies relu to a quarter of the values.
+        x = F.relu(self.mp(self.conv1(x)))
         x = self.res1(x)
-        x = self.mp(F.relu(self.conv2(x)))
+        x = F.relu(self.mp(self.conv2(x)))
         x = self.res2(x)
         return self.l1(torch.flatten(x, 1))
 

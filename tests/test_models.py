@@ -49,3 +49,13 @@ def test_residual_block_adds_its_input():
         # With it back, the output is relu(x + F(x)).
         block.conv2.bias.fill_(0.5)
         torch.testing.assert_close(block(x), torch.relu(x + 0.5))
+
+
+def test_residual_net_computes_the_lectures_pool_of_relu():
+    torch.manual_seed(0)
+    net, x = ResidualNet(), torch.randn(4, 1, 28, 28, requires_grad=True)
+    lecture = net.mp(torch.relu(net.conv1(x)))
+    lecture = net.res2(net.mp(torch.relu(net.conv2(net.res1(lecture)))))
+    lecture = net.l1(lecture.view(4, -1))
+    assert torch.equal(net(x), lecture)
+    assert torch.equal(torch.autograd.grad(net(x).sum(), x)[0], torch.autograd.grad(lecture.sum(), x)[0])
