@@ -134,7 +134,8 @@ def plot(history):
 
 def save_results(out_dir, history, model):
     """Write the plot, the metrics and the weights of the finished epochs, each file whole or not at all."""
-    save_atomic(os.path.join(out_dir, "model.pt"), lambda f: torch.save(model.state_dict(), f))
+    weights = {name: tensor.cpu() for name, tensor in model.state_dict().items()}  # loadable without a GPU
+    save_atomic(os.path.join(out_dir, "model.pt"), lambda f: torch.save(weights, f))
     rows = ["epoch,train_loss,test_accuracy,epoch_seconds"] + ["%d,%.6f,%.2f,%.2f" % row for row in history]
     save_atomic(os.path.join(out_dir, "metrics.csv"), lambda f: f.write("\n".join(rows + [""]).encode()))
     fig = plot(history)

@@ -21,8 +21,10 @@ def read_metrics(path):
 @pytest.mark.parametrize("script, epochs, lr, bar", [("train_inception.py", 2, 0.01, None), ("train_resnet.py", 3, 0.05, 90.0)])
 def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir, tmp_path):
     out = tmp_path / "out"
-    result = run_script(script, "--epochs", epochs, "--lr", lr, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
+    show = ["--no-show"] if script == "train_resnet.py" else []  # without it, a headless backend: no window, no warning
+    result = run_script(script, "--epochs", epochs, "--lr", lr, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, *show)
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[0] == "device: cpu"
     assert "[1,    30] loss: " in result.stdout  # the lecture's loss line
@@ -81,3 +83,24 @@ def test_scripts_differ_only_where_the_nets_differ():
     differing = [i for i, (a, b) in enumerate(zip(inception, resnet)) if a != b]
     assert len(differing) <= 8, [resnet[i] for i in differing]
     assert (train_inception.OUT_DIR, train_resnet.OUT_DIR) == ("runs/inception", "runs/resnet")
+
+
+def test_device_choice(monkeypatch):
+    pick = train_resnet.pick_device
+    assert pick("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    assert pick("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="'cuda' is not available .this machine has no accelerator"):
+        pick("cuda")
+    # A Mac: torch reports MPS as its accelerator.
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda: torch.device("mps"))
+    monkeypatch.setattr(torch.accelerator, "device_count", lambda: 1)
+    assert pick("auto") == torch.device("mps")
+    assert pick("mps") == torch.device("mps") and pick("mps:0") == torch.device("mps:0")
+    with pytest.raises(ValueError, match="'mps:1' is not available .this machine has 1 mps devices"):
+        pick("mps:1")
+    with pytest.raises(ValueError, match="'cuda' is not available .this machine has mps"):
+        pick("cuda")
+    with pytest.raises(ValueError, match="'gpu' is not a device torch knows"):
+        pick("gpu")
