@@ -6,8 +6,10 @@ import io
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 import torch
@@ -15,6 +17,7 @@ import torch
 import train_inception
 import train_resnet
 from conftest import ROOT, run_script
+import data
 from data import FILES
 
 MODULES = [train_inception, train_resnet]
@@ -41,19 +44,48 @@ def digest(folder):
 # --- data ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("script", ["train_inception.py", "train_resnet.py"])
-def test_failed_download_says_where_the_files_go(script, tmp_path):
+OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
+
+
+def use_proxy(monkeypatch, proxy):
+    """Send this process's downloads through proxy (urllib reads the variables when it builds its opener)."""
+    for name, value in [("http_proxy", proxy), ("https_proxy", proxy), ("no_proxy", ""), ("NO_PROXY", "")]:
+        monkeypatch.setenv(name, value)
+    # urlopen() keeps the opener it built first; a new one reads the variables. Undone after the test.
+    monkeypatch.setattr(urllib.request, "_opener", urllib.request.build_opener())
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_failed_download_says_where_the_files_go(module, tmp_path, monkeypatch):
+    use_proxy(monkeypatch, OFFLINE["http_proxy"])  # a closed local port: every download is refused at once
     data_dir = tmp_path / "data"
-    env = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
-    result = run_script(script, "--data-dir", data_dir, "--out-dir", tmp_path / "out", "--no-show", env=env)
+    code, out, err = run_main(module, "--data-dir", data_dir, "--out-dir", tmp_path / "out", "--no-show")
+    assert code == 1
+    assert f"MNIST is not in {data_dir / 'MNIST' / 'raw'}/ and could not be downloaded" in err
+    assert all(name in err for name, _, _ in FILES)
+    error_lines = [line for line in err.splitlines() if "download error:" in line]
+    assert len(error_lines) == 1 and "refused" in error_lines[0].lower()
+    assert "--data-dir" in err
+    assert "epoch" not in out and not (tmp_path / "out" / "metrics.csv").exists()
+
+
+def test_failed_download_from_the_command_line(tmp_path):
+    result = run_script("train_resnet.py", "--data-dir", tmp_path / "data", "--out-dir", tmp_path / "out", "--no-show", env=OFFLINE)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert f"MNIST is not in {data_dir / 'MNIST' / 'raw'}/ and could not be downloaded" in result.stderr
-    assert all(name in result.stderr for name, _, _ in FILES)
-    error_lines = [line for line in result.stderr.splitlines() if "download error:" in line]
-    assert len(error_lines) == 1 and "refused" in error_lines[0].lower()
-    assert "--data-dir" in result.stderr
-    assert not (tmp_path / "out" / "metrics.csv").exists()
+    assert result.stderr.startswith("error: MNIST is not in ")
+
+
+def test_silent_network_gives_up_within_seconds(tmp_path, monkeypatch):
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers
+    proxy = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    use_proxy(monkeypatch, proxy)
+    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT", 0.2)
+    try:
+        with pytest.raises(data.DataError, match=r"download error: .*timed out"):
+            data.mnist_loaders(tmp_path, 64, torch.device("cpu"))
+    finally:
+        silent.close()
 
 
 def truncate(path):
