@@ -110,9 +110,12 @@ def check_files(data_dir):
     counts = {}
     for name, magic, ndim in FILES:
         path = os.path.join(raw_folder(data_dir), name)
-        with open(path, "rb") as f:
-            header = f.read(4 + 4 * ndim)
-        size = os.path.getsize(path)
+        try:
+            with open(path, "rb") as f:
+                header = f.read(4 + 4 * ndim)
+            size = os.path.getsize(path)
+        except OSError as e:
+            raise DataError(f"cannot read {path}: {e.strerror or e}. Check the file and its permissions.") from e
         if len(header) < 4 + 4 * ndim:
             raise DataError(f"{path} is truncated: {size} bytes, too short even for its header. Replace the file.")
         found = int.from_bytes(header[:4], "big")

@@ -123,6 +123,21 @@ def test_bad_data_file_is_named_and_left_alone(name, damage, words, own_mnist, t
     assert "epoch" not in out
 
 
+def test_data_file_that_cannot_be_read_is_named(own_mnist, tmp_path, monkeypatch):
+    labels = own_mnist / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    real_getsize = os.path.getsize
+
+    def getsize(path):  # tests run as root here, so take the permission away where the check asks for it
+        if str(path) == str(labels):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_getsize(path)
+
+    monkeypatch.setattr(os.path, "getsize", getsize)
+    code, out, err = run_main(train_inception, "--data-dir", own_mnist, "--out-dir", tmp_path / "out", "--no-show")
+    assert code == 1
+    assert f"error: cannot read {labels}: Permission denied. Check the file and its permissions." in err
+
+
 def test_bad_data_file_from_the_command_line(own_mnist, tmp_path):
     truncate(own_mnist / "MNIST" / "raw" / "t10k-images-idx3-ubyte")
     result = run_script("train_inception.py", "--data-dir", own_mnist, "--out-dir", tmp_path / "out", "--no-show")
@@ -223,6 +238,8 @@ def test_ctrl_c_keeps_the_finished_epochs(mnist_dir, tmp_path):
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "train_resnet.py"), *map(str, args)],
         cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As in a terminal: a runner that started the tests in the background may have left SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     printed = []
     for line in process.stdout:  # wait until two epochs are done, then press Ctrl-C
