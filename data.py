@@ -84,19 +84,25 @@ def raw_folder(data_dir):
 def ensure_downloaded(data_dir):
     """Let torchvision download what is missing, or fail quickly with what to do instead."""
     folder = raw_folder(data_dir)
-    if all(os.path.isfile(os.path.join(folder, name)) for name, _, _ in FILES):
+
+    def all_there():
+        return all(os.path.isfile(os.path.join(folder, name)) for name, _, _ in FILES)
+
+    if all_there():
         return
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # urllib waits forever on a silent network otherwise
     try:
-        datasets.MNIST(data_dir, train=True, download=True)
-    except (OSError, RuntimeError) as e:  # URLError and timeouts are OSErrors
+        datasets.MNIST(data_dir, train=True, download=True)  # downloads, then parses the training split
+    except Exception as e:
+        if all_there():  # downloaded but not readable: check_files, next, names the file and what is wrong
+            return
         names = ", ".join(name for name, _, _ in FILES)
         raise DataError(
             f"MNIST is not in {folder}/ and could not be downloaded.\n"
             f"  download error: {one_line(e)}\n"
-            f"  fix: copy the four MNIST files ({names}, or the same names with .gz) into {folder}/,\n"
-            f"       or point --data-dir at a folder that has MNIST/raw/ with them."
+            f"  fix: copy the four MNIST files ({names}; gunzip them if they end in .gz)\n"
+            f"       into {folder}/, or point --data-dir at a folder that has MNIST/raw/ with them."
         ) from e
     finally:
         socket.setdefaulttimeout(previous_timeout)
