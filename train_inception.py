@@ -57,6 +57,8 @@ def parse_args(argv=None):
         parser.error(f"--lr must be a finite number above 0, got {args.lr}")
     if not 0 <= args.momentum < 1:
         parser.error(f"--momentum must be in [0, 1), got {args.momentum}")
+    if not 0 <= args.seed < 2**64:  # what torch.manual_seed takes
+        parser.error(f"--seed must be from 0 to 2**64 - 1, got {args.seed}")
     try:
         args.device = pick_device(args.device)
     except ValueError as e:

@@ -168,6 +168,8 @@ def missing_device():
         (["--momentum", "1"], "--momentum"),
         (["--momentum", "-0.1"], "--momentum"),
         (["--epochs", "ten"], "--epochs"),
+        (["--seed", "-1"], "--seed"),
+        (["--seed", str(2**64)], "--seed"),
         (["--device", "gpu0"], "--device"),
         (["--device", missing_device()], "--device"),
         (["--device", "cpu:banana"], "--device"),
