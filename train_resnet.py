@@ -217,6 +217,11 @@ def main(argv=None):
             save_results(args.out_dir, history, model)
         print(f"\ninterrupted: {kept(history, args.out_dir)}", file=sys.stderr)
         raise SystemExit(130)
+    except torch.OutOfMemoryError:
+        raise SystemExit(
+            f"error: the {device} ran out of memory with --batch-size {args.batch_size}: try a smaller batch;"
+            f" {kept(history, args.out_dir)}."
+        )
     except FloatingPointError as e:
         raise SystemExit(
             f"error: {e} (the loss is checked every {args.log_every} batches and at the end of each epoch).\n"

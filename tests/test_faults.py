@@ -231,6 +231,23 @@ def test_divergence_keeps_the_finished_epochs(module, mnist_dir, tmp_path, monke
     assert sorted(os.listdir(tmp_path)) == ["accuracy.png", "metrics.csv", "model.pt"]
 
 
+@pytest.mark.parametrize("module", MODULES)
+def test_out_of_memory_keeps_the_finished_epochs(module, mnist_dir, tmp_path, monkeypatch):
+    real_train = module.train
+
+    def train_out_of_memory(model, loader, optimizer, epoch, log_every):
+        if epoch == 2:  # what a batch too large for the GPU does
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_train(model, loader, optimizer, epoch, log_every)
+
+    monkeypatch.setattr(module, "train", train_out_of_memory)
+    code, out, err = run_main(module, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 1
+    assert "error: the cpu ran out of memory with --batch-size 64: try a smaller batch" in err
+    assert f"the results of the finished epoch are in {tmp_path}/" in err
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
+
+
 # --- Ctrl-C ----------------------------------------------------------------------------------------
 
 
