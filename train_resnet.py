@@ -219,7 +219,7 @@ def main(argv=None):
         raise SystemExit(130)
     except torch.OutOfMemoryError:
         raise SystemExit(
-            f"error: the {device} ran out of memory with --batch-size {args.batch_size}: try a smaller batch;"
+            f"error: out of memory on {device} with --batch-size {args.batch_size}: try a smaller batch;"
             f" {kept(history, args.out_dir)}."
         )
     except FloatingPointError as e:

@@ -243,7 +243,7 @@ def test_out_of_memory_keeps_the_finished_epochs(module, mnist_dir, tmp_path, mo
     monkeypatch.setattr(module, "train", train_out_of_memory)
     code, out, err = run_main(module, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
     assert code == 1
-    assert "error: the cpu ran out of memory with --batch-size 64: try a smaller batch" in err
+    assert "error: out of memory on cpu with --batch-size 64: try a smaller batch" in err
     assert f"the results of the finished epoch are in {tmp_path}/" in err
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
 
