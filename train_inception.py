@@ -174,11 +174,12 @@ def check_out_dir(out_dir):
         raise SystemExit(f"error: cannot write results to {out_dir}: {e.strerror or e}. Pick another folder with --out-dir.")
 
 
-def kept(history, out_dir):
-    if not history:
-        return "no epoch had finished, so nothing was saved"
-    epochs = "epoch" if len(history) == 1 else f"{len(history)} epochs"
-    return f"the results of the finished {epochs} are in {out_dir}/"
+def kept(saved, out_dir):
+    """What out_dir holds after a stop: the results of the first `saved` epochs."""
+    if saved == 0:
+        return "nothing was saved"
+    epochs = "epoch 1" if saved == 1 else f"epochs 1-{saved}"
+    return f"the results of {epochs} are in {out_dir}/"
 
 
 def main(argv=None):
@@ -215,17 +216,23 @@ def main(argv=None):
     except KeyboardInterrupt:
         if saved < len(history):  # stopped while saving: the model is still that epoch's, so save again
             save_results(args.out_dir, history, model)
-        print(f"\ninterrupted: {kept(history, args.out_dir)}", file=sys.stderr)
+            saved = len(history)
+        print(f"\ninterrupted: {kept(saved, args.out_dir)}", file=sys.stderr)
         raise SystemExit(130)
     except torch.OutOfMemoryError:
         raise SystemExit(
             f"error: out of memory on {device} with --batch-size {args.batch_size}: try a smaller batch;"
-            f" {kept(history, args.out_dir)}."
+            f" {kept(saved, args.out_dir)}."
         )
     except FloatingPointError as e:
         raise SystemExit(
             f"error: {e} (the loss is checked every {args.log_every} batches and at the end of each epoch).\n"
-            f"  Training diverged: try a smaller learning rate than --lr {args.lr}; {kept(history, args.out_dir)}."
+            f"  Training diverged: try a smaller learning rate than --lr {args.lr}; {kept(saved, args.out_dir)}."
+        )
+    except OSError as e:  # the disk filled up, the folder went away, ...
+        raise SystemExit(
+            f"error: could not write the results of epoch {len(history)} to {args.out_dir}: {e.strerror or e};"
+            f" {kept(saved, args.out_dir)}."
         )
 
     best = max(history, key=lambda row: row[2])
