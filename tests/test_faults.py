@@ -14,10 +14,10 @@ import urllib.request
 import pytest
 import torch
 
+import data
 import train_inception
 import train_resnet
 from conftest import ROOT, run_script
-import data
 from data import FILES
 
 MODULES = [train_inception, train_resnet]
@@ -31,7 +31,7 @@ def run_main(module, *args):
         try:
             module.main([str(a) for a in args])
         except SystemExit as e:  # what the interpreter does with it: a message goes to stderr, exit 1
-            code = e.code if isinstance(e.code, int) else 1
+            code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
             if isinstance(e.code, str):
                 print(e.code, file=err)
     return code, out.getvalue(), err.getvalue()
