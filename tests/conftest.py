@@ -33,10 +33,14 @@ def own_mnist(tmp_path):
     return write_mnist(tmp_path / "data")
 
 
-def run_script(script, *args, env=None, timeout=120):
-    """Run a training script as a user would, from the repository root; returns the CompletedProcess."""
-    full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *map(str, args)],
-        cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
+def script_call(script, *args, env=None):
+    """The arguments of subprocess.run/Popen that start a training script from the repository root."""
+    return dict(
+        args=[sys.executable, str(ROOT / script), *map(str, args)],
+        cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})), text=True,
     )
+
+
+def run_script(script, *args, env=None, timeout=120):
+    """Run a training script as a user would; returns the CompletedProcess."""
+    return subprocess.run(**script_call(script, *args, env=env), capture_output=True, timeout=timeout)

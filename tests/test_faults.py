@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import urllib.request
 
 import pytest
@@ -17,7 +16,7 @@ import torch
 import data
 import train_inception
 import train_resnet
-from conftest import ROOT, run_script
+from conftest import run_script, script_call
 from data import FILES
 
 MODULES = [train_inception, train_resnet]
@@ -275,8 +274,7 @@ def test_ctrl_c_keeps_the_finished_epochs(mnist_dir, tmp_path):
     out = tmp_path / "out"
     args = ["--epochs", "1000", "--log-every", "10", "--data-dir", mnist_dir, "--out-dir", out, "--no-show"]
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "train_resnet.py"), *map(str, args)],
-        cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        **script_call("train_resnet.py", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         # As in a terminal: a runner that started the tests in the background may have left SIGINT ignored.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
