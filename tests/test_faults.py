@@ -177,7 +177,7 @@ def missing_device():
 def test_impossible_hyperparameters_are_usage_errors(module, args, flag, tmp_path):
     code, out, err = run_main(module, *args, "--data-dir", tmp_path / "data", "--out-dir", tmp_path / "out")
     assert code == 2
-    assert err.startswith("usage: ") and f"error: argument {flag}" in err or f"error: {flag}" in err
+    assert err.startswith("usage: ") and (f"error: argument {flag}" in err or f"error: {flag}" in err)
     assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()  # refused before anything else
 
 
@@ -288,7 +288,7 @@ def test_ctrl_c_keeps_the_finished_epochs(mnist_dir, tmp_path):
     printed += rest.splitlines(keepends=True)
     assert process.returncode == 130
     assert "Traceback" not in err
-    assert f"interrupted: the results of epochs 1-" in err and f" are in {out}/" in err
+    assert "interrupted: the results of epochs 1-" in err and f" are in {out}/" in err
     finished = [line for line in printed if line.startswith("epoch ")]
     rows = (out / "metrics.csv").read_text().splitlines()[1:]
     assert len(rows) == len(finished) >= 2

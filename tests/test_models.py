@@ -33,6 +33,7 @@ def test_inception_block_is_its_four_branches_side_by_side():
     out = block(x)
     torch.testing.assert_close(out[:, :16], block.branch1x1(x))
     torch.testing.assert_close(out[:, 16:40], block.branch5x5_2(block.branch5x5_1(x)))
+    torch.testing.assert_close(out[:, 40:64], block.branch3x3_3(block.branch3x3_2(block.branch3x3_1(x))))
     pooled = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1)
     torch.testing.assert_close(out[:, 64:], block.branch_pool(pooled))
 
