@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import data
+import runs
 import train_inception
 import train_resnet
 from conftest import run_script, script_call
@@ -227,7 +228,7 @@ def test_divergence_keeps_the_finished_epochs(module, mnist_dir, tmp_path, monke
     assert len(rows) == 1 and f"epoch 1: test accuracy {rows[0].split(',')[2]}%" in out
     weights = torch.load(tmp_path / "model.pt", weights_only=True)
     assert all(torch.isfinite(w).all() for w in weights.values())  # epoch 1's weights, not the broken ones
-    assert sorted(os.listdir(tmp_path)) == ["accuracy.png", "metrics.csv", "model.pt"]
+    assert sorted(os.listdir(tmp_path)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "model.pt"]
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -249,16 +250,16 @@ def test_out_of_memory_keeps_the_finished_epochs(module, mnist_dir, tmp_path, mo
 
 @pytest.mark.parametrize("module", MODULES)
 def test_a_failed_save_keeps_the_earlier_results(module, mnist_dir, tmp_path, monkeypatch):
-    real_save = module.save_atomic
+    real_save = runs.save_atomic
     calls = []
 
     def disk_full_in_epoch_2(path, write):
         calls.append(path)
-        if len(calls) > len(module.OUTPUTS):  # epoch 1 wrote its three files; epoch 2 fails on its first
+        if len(calls) > len(runs.OUTPUTS):  # epoch 1 wrote its four files; epoch 2 fails on its first
             raise OSError(28, "No space left on device")
         real_save(path, write)
 
-    monkeypatch.setattr(module, "save_atomic", disk_full_in_epoch_2)
+    monkeypatch.setattr(runs, "save_atomic", disk_full_in_epoch_2)
     code, out, err = run_main(module, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
     assert code == 1
     assert f"error: could not write the results of epoch 2 to {tmp_path}: No space left on device;" in err
@@ -295,7 +296,7 @@ def test_ctrl_c_keeps_the_finished_epochs(mnist_dir, tmp_path):
     assert f"the results of epochs 1-{len(finished)} are in" in err
     model = train_resnet.NET()
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
-    assert sorted(os.listdir(out)) == ["accuracy.png", "metrics.csv", "model.pt"]  # no temporary files left
+    assert sorted(os.listdir(out)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "model.pt"]  # no temporary files left
 
 
 # --- the out folder --------------------------------------------------------------------------------
@@ -329,9 +330,8 @@ def test_unwritable_out_dir_from_the_command_line(mnist_dir, tmp_path):
 # --- files are written whole -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", MODULES)
 @pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])
-def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(module, failure, tmp_path):
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(failure, tmp_path):
     target = tmp_path / "metrics.csv"
     target.write_text("old results\n")
 
@@ -340,8 +340,8 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(module, failu
         raise failure
 
     with pytest.raises(type(failure)):
-        module.save_atomic(str(target), write_half)
+        runs.save_atomic(str(target), write_half)
     assert target.read_text() == "old results\n"
     assert os.listdir(tmp_path) == ["metrics.csv"]
-    module.save_atomic(str(target), lambda f: f.write(b"new results\n"))
+    runs.save_atomic(str(target), lambda f: f.write(b"new results\n"))
     assert target.read_text() == "new results\n"

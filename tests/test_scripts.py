@@ -5,6 +5,7 @@ import re
 import pytest
 import torch
 
+import runs
 import train_inception
 import train_resnet
 from conftest import run_script
@@ -53,14 +54,14 @@ def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir
 
 @pytest.mark.parametrize("module", [train_inception, train_resnet])
 def test_same_seed_gives_identical_metrics(module, mnist_dir, tmp_path, capsys):
-    runs = []
+    results = []
     for name in ("a", "b", "c"):
         seed = 5 if name == "c" else 3
         module.main(["--epochs", "2", "--seed", str(seed), "--data-dir", str(mnist_dir), "--out-dir", str(tmp_path / name), "--no-show"])
-        runs.append([(r["epoch"], r["train_loss"], r["test_accuracy"]) for r in read_metrics(tmp_path / name / "metrics.csv")])
+        results.append([(r["epoch"], r["train_loss"], r["test_accuracy"]) for r in read_metrics(tmp_path / name / "metrics.csv")])
     log = capsys.readouterr().out
-    assert runs[0] == runs[1]
-    assert runs[0] != runs[2]  # and the seed matters
+    assert results[0] == results[1]
+    assert results[0] != results[2]  # and the seed matters
     assert log.count("final test accuracy") == 3
 
 
@@ -86,7 +87,7 @@ def test_scripts_differ_only_where_the_nets_differ():
 
 
 def test_device_choice(monkeypatch):
-    pick = train_resnet.pick_device
+    pick = runs.pick_device
     assert pick("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
     assert pick("auto") == torch.device("cpu")

@@ -1,0 +1,196 @@
+"""--resume: a resumed run is the same run, bit for bit; a resume that cannot be right is refused and
+changes nothing."""
+import csv
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import train_inception
+import train_resnet
+from conftest import run_script, script_call
+from test_faults import digest, run_main
+
+
+def results(folder):
+    """What must not depend on where a run stopped: the metrics' loss and accuracy columns and the weights."""
+    with open(folder / "metrics.csv", newline="") as f:
+        rows = [(row["epoch"], row["train_loss"], row["test_accuracy"]) for row in csv.DictReader(f)]
+    return rows, torch.load(folder / "model.pt", weights_only=True)
+
+
+def assert_same_results(folder, reference):
+    rows, weights = results(folder)
+    expected_rows, expected_weights = results(reference)
+    assert rows == expected_rows
+    assert weights.keys() == expected_weights.keys()
+    for name, tensor in weights.items():
+        assert torch.equal(tensor, expected_weights[name]), name  # bit for bit
+
+
+def train(module, out, *args, mnist_dir):
+    code, stdout, stderr = run_main(module, *args, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
+    assert code == 0, stderr
+    return stdout
+
+
+@pytest.fixture(scope="module")
+def resnet_2_epochs(mnist_dir, tmp_path_factory):
+    """An uninterrupted 2-epoch ResidualNet run on the shipped subset: what every resumed run must equal."""
+    out = tmp_path_factory.mktemp("reference") / "resnet"
+    train(train_resnet, out, "--epochs", 2, mnist_dir=mnist_dir)
+    return out
+
+
+@pytest.fixture(scope="module")
+def resnet_1_epoch(mnist_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "resnet"
+    train(train_resnet, out, "--epochs", 1, mnist_dir=mnist_dir)
+    return out
+
+
+@pytest.fixture
+def saved_run(resnet_1_epoch, tmp_path):
+    """A private copy of a finished 1-epoch ResidualNet run (seed 0, batch 64, lr 0.01, momentum 0.5)."""
+    return shutil.copytree(resnet_1_epoch, tmp_path / "run")
+
+
+# --- a resumed run is the same run -----------------------------------------------------------------
+
+
+def test_resnet_resumed_equals_uninterrupted(saved_run, resnet_2_epochs, mnist_dir):
+    log = train(train_resnet, saved_run, "--epochs", 2, "--resume", mnist_dir=mnist_dir)
+    assert "resuming: epochs 1-1 are done" in log and "epoch 1:" not in log and "epoch 2:" in log
+    assert_same_results(saved_run, resnet_2_epochs)
+
+
+def test_inception_resumed_equals_uninterrupted(mnist_dir, tmp_path):
+    train(train_inception, tmp_path / "whole", "--epochs", 2, mnist_dir=mnist_dir)
+    train(train_inception, tmp_path / "resumed", "--epochs", 1, mnist_dir=mnist_dir)
+    train(train_inception, tmp_path / "resumed", "--epochs", 2, "--resume", mnist_dir=mnist_dir)
+    assert_same_results(tmp_path / "resumed", tmp_path / "whole")
+
+
+def test_checkpoint_holds_the_whole_run_as_cpu_tensors(saved_run):
+    checkpoint = torch.load(saved_run / "checkpoint.pt", weights_only=True)
+    assert checkpoint["net"] == "ResidualNet"
+    assert checkpoint["hyperparameters"] == {"batch_size": 64, "lr": 0.01, "momentum": 0.5, "seed": 0}
+    assert [row[0] for row in checkpoint["history"]] == [1]
+    weights = torch.load(saved_run / "model.pt", weights_only=True)
+    assert all(torch.equal(checkpoint["model"][name], w) for name, w in weights.items())
+    buffers = [state["momentum_buffer"] for state in checkpoint["optimizer"]["state"].values()]
+    assert len(buffers) == len(weights) and all(b.abs().sum() > 0 for b in buffers)
+    assert checkpoint["generator"].dtype == torch.uint8  # the shuffle generator's state
+    tensors = list(checkpoint["model"].values()) + buffers + [checkpoint["generator"]]
+    assert all(t.device.type == "cpu" for t in tensors)
+
+
+def test_extending_a_finished_run_covers_all_epochs(saved_run, mnist_dir):
+    train(train_resnet, saved_run, "--epochs", 3, "--resume", mnist_dir=mnist_dir)
+    rows, _ = results(saved_run)
+    assert [row[0] for row in rows] == ["1", "2", "3"]
+    assert torch.load(saved_run / "checkpoint.pt", weights_only=True)["history"][-1][0] == 3
+
+
+def test_without_resume_a_new_run_replaces_the_folder(saved_run, mnist_dir):
+    train(train_resnet, saved_run, "--epochs", 1, "--seed", 7, mnist_dir=mnist_dir)
+    checkpoint = torch.load(saved_run / "checkpoint.pt", weights_only=True)
+    assert checkpoint["hyperparameters"]["seed"] == 7 and len(checkpoint["history"]) == 1
+
+
+def interrupt_in_epoch_2(out, how, mnist_dir):
+    """Start a 2-epoch run as a user would, and stop it with `how` in the middle of its second epoch."""
+    args = ["--epochs", 2, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show"]
+    process = subprocess.Popen(
+        **script_call("train_resnet.py", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
+    for line in process.stdout:
+        if line.startswith("[2,    10]"):  # 10 of epoch 2's 32 batches are done
+            process.send_signal(how)
+            break
+    stdout, stderr = process.communicate(timeout=60)
+    assert "epoch 2:" not in stdout  # it did stop in the middle of the epoch
+    return process.returncode, stderr
+
+
+def test_ctrl_c_in_the_middle_of_an_epoch_then_the_printed_command(tmp_path, resnet_2_epochs, mnist_dir):
+    out = tmp_path / "out"
+    code, stderr = interrupt_in_epoch_2(out, signal.SIGINT, mnist_dir)
+    assert code == 130 and "Traceback" not in stderr
+    assert f"interrupted: the results of epoch 1 are in {out}/" in stderr
+    last = stderr.rstrip().splitlines()[-1]
+    assert last.startswith("  to go on from there: python ") and last.endswith(" --resume")
+    command = shlex.split(last.split(": ", 1)[1])
+    resumed = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_results(out, resnet_2_epochs)
+
+
+def test_killed_in_the_middle_of_an_epoch_then_resumed(tmp_path, resnet_2_epochs, mnist_dir):
+    out = tmp_path / "out"
+    code, _ = interrupt_in_epoch_2(out, signal.SIGKILL, mnist_dir)
+    assert code == -signal.SIGKILL
+    assert len((out / "metrics.csv").read_text().splitlines()) == 2  # the header and epoch 1
+    result = run_script("train_resnet.py", "--epochs", 2, "--resume", "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
+    assert result.returncode == 0, result.stderr
+    assert_same_results(out, resnet_2_epochs)
+
+
+# --- refused, and nothing in the folder changes ----------------------------------------------------
+
+
+def refused(module, folder, *args):
+    """Resume in folder; returns (exit code, stderr) after checking that no file in folder changed."""
+    before = digest(folder)
+    code, out, err = run_main(module, "--resume", "--data-dir", "nowhere", "--out-dir", folder, *args)
+    assert digest(folder) == before
+    assert "Traceback" not in err and "epoch" not in out
+    return code, err
+
+
+def test_resume_without_a_checkpoint(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine\n")
+    code, err = refused(train_resnet, tmp_path)
+    assert code == 2 and f"--resume: {tmp_path} has no checkpoint.pt to resume from" in err
+    assert "leave out --resume" in err
+    code, err = run_main(train_resnet, "--resume", "--out-dir", tmp_path / "never-made")[::2]
+    assert code == 2 and not (tmp_path / "never-made").exists()
+
+
+def test_resume_with_the_other_nets_checkpoint(saved_run):
+    code, err = refused(train_inception, saved_run)
+    assert code == 2 and "holds a ResidualNet run, but this script trains InceptionNet" in err
+
+
+@pytest.mark.parametrize("flag, given, saved", [("--batch-size", "32", "64"), ("--lr", "0.05", "0.01"),
+                                                ("--momentum", "0.9", "0.5"), ("--seed", "1", "0")])
+def test_resume_with_other_hyperparameters(saved_run, flag, given, saved):
+    code, err = refused(train_resnet, saved_run, "--epochs", 3, flag, given)
+    assert code == 2
+    assert f"--resume: {flag} {float(given) if flag in ('--lr', '--momentum') else given} differs from the saved run's {flag} {saved}" in err
+    assert "to start a new run instead, leave out --resume" in err
+
+
+def test_resume_without_more_epochs(saved_run):
+    code, err = refused(train_resnet, saved_run, "--epochs", 1)
+    assert code == 2 and "--epochs 1 is not above the 1 epoch already finished" in err and "--epochs 11" in err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "not a run"])
+def test_resume_from_a_damaged_checkpoint(saved_run, damage):
+    path = saved_run / "checkpoint.pt"
+    whole = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(whole[: len(whole) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00" * 1000)
+    else:
+        torch.save({"weights": torch.zeros(3)}, path)
+    code, err = refused(train_resnet, saved_run, "--epochs", 3)
+    assert code == 1
+    assert err.startswith(f"error: cannot resume: {path} is damaged or truncated") and "it was left as it is" in err
