@@ -212,9 +212,11 @@ class Run:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # the shapes never change, so let cuDNN time its kernels once
         print(f"device: {self.device}")
-        self.history = []  # (epoch, train_loss, test_accuracy, epoch_seconds) of each finished epoch
+        # The last finished epoch as checkpoint.pt holds it: weights, optimizer, shuffle order and the history,
+        # one (epoch, train_loss, test_accuracy, epoch_seconds) per finished epoch. Replaced whole, never edited,
+        # so a Ctrl-C at any moment leaves it consistent.
+        self.state = {"history": []}
         self.saved = 0  # how many epochs the files in the out folder hold
-        self.state = None  # the model, optimizer and shuffle order of the last finished epoch, as saved
 
     def epochs(self, model, optimizer, train_loader):
         """The epoch numbers still to train; with --resume, first puts back the saved run."""
@@ -222,7 +224,7 @@ class Run:
         print(f"{self.net_name}: {count_parameters(model):,} parameters, {len(train_loader.labels):,} training images")
         if self.checkpoint is not None:
             self.restore(self.checkpoint)
-            self.checkpoint = None  # free its tensors
+            self.checkpoint = None  # restored once; self.state holds it from here on
             print(f"resuming: epochs 1-{self.saved} are done in {self.args.out_dir}/, on to epoch {self.args.epochs}")
         return range(self.saved + 1, self.args.epochs + 1)
 
@@ -237,42 +239,46 @@ class Run:
                 f"error: cannot resume: {path} does not fit this script's {self.net_name} ({one_line(e)});"
                 " it was left as it is. Leave out --resume to start a new run, or pick another --out-dir."
             ) from None
-        self.history = checkpoint["history"]
+        self.state = checkpoint
         self.saved = len(self.history)
 
     def save(self, epoch, train_loss, accuracy, seconds):
         """Record a finished epoch and write the out folder's files."""
-        self.history = self.history + [(epoch, train_loss, accuracy, seconds)]
-        self.state = self.snapshot()
+        self.state = self.snapshot(self.history + [(epoch, train_loss, accuracy, seconds)])
         self.write()
 
-    def snapshot(self):
-        cpu = lambda state: {k: v.cpu() if torch.is_tensor(v) else v for k, v in state.items()}  # noqa: E731
+    @property
+    def history(self):
+        return self.state["history"]
+
+    def snapshot(self, history):
+        # Copies on the CPU: training goes on in the live tensors, and a CPU checkpoint loads on any machine.
+        cpu = lambda state: {k: v.detach().to("cpu", copy=True) if torch.is_tensor(v) else v for k, v in state.items()}  # noqa: E731
         optimizer = self.optimizer.state_dict()
         optimizer["state"] = {i: cpu(s) for i, s in optimizer["state"].items()}
         return {
             "net": self.net_name,
             "hyperparameters": {name: getattr(self.args, name) for name in HYPERPARAMETERS},
-            "model": cpu(self.model.state_dict()),  # CPU tensors: loads on any machine
+            "model": cpu(self.model.state_dict()),
             "optimizer": optimizer,
             "generator": self.generator.get_state(),
-            "history": self.history,
+            "history": history,
         }
 
     def write(self):
-        """Write the files of self.history's epochs from self.state, each whole or not at all."""
+        """Write the out folder's files from self.state, each whole or not at all."""
         out, state = self.args.out_dir, self.state
         save_atomic(os.path.join(out, "model.pt"), lambda f: torch.save(state["model"], f))
-        rows = ["epoch,train_loss,test_accuracy,epoch_seconds"] + ["%d,%.6f,%.2f,%.2f" % row for row in self.history]
+        rows = ["epoch,train_loss,test_accuracy,epoch_seconds"] + ["%d,%.6f,%.2f,%.2f" % row for row in state["history"]]
         save_atomic(os.path.join(out, "metrics.csv"), lambda f: f.write("\n".join(rows + [""]).encode()))
-        fig = plot(self.history, self.net_name)
+        fig = plot(state["history"], self.net_name)
         try:
             save_atomic(os.path.join(out, "accuracy.png"), lambda f: fig.savefig(f, format="png", dpi=100))
         finally:
             plt.close(fig)
         # Last, so that a checkpoint never runs ahead of the files it stands for.
         save_atomic(os.path.join(out, "checkpoint.pt"), lambda f: torch.save(state, f))
-        self.saved = len(self.history)
+        self.saved = len(state["history"])
 
     def __enter__(self):
         return self
