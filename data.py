@@ -6,9 +6,12 @@ Why not the lecture's DataLoader + ToTensor() + Normalize()? For 28x28 images th
 batch is one indexing of a tensor that already sits where the model runs. The numbers are the same:
 tests/test_data.py checks the batches against torchvision's own transforms.
 """
+import gzip
 import math
 import os
+import shutil
 import socket
+import zlib
 
 import torch
 from torchvision import datasets
@@ -81,9 +84,35 @@ def raw_folder(data_dir):
     return os.path.join(data_dir, "MNIST", "raw")
 
 
+def unpack_gz(folder):
+    """Unpack each MNIST file that is there only as a .gz copy, next to it; the .gz is left as it is.
+
+    torchvision takes .gz files only with the checksums of its own download, so a copy from another
+    mirror (compressed again) would otherwise count as missing.
+    """
+    for name, _, _ in FILES:
+        path, gz = os.path.join(folder, name), os.path.join(folder, name + ".gz")
+        if os.path.exists(path) or not os.path.isfile(gz):
+            continue
+        tmp = f"{path}.{os.getpid()}.tmp"  # a half-unpacked file never takes the real name
+        try:
+            with gzip.open(gz, "rb") as packed, open(tmp, "wb") as unpacked:
+                shutil.copyfileobj(packed, unpacked)
+            os.replace(tmp, path)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+            raise DataError(f"{gz} is damaged and cannot be unpacked ({one_line(e)}). Replace the file.") from e
+        except OSError as e:
+            raise DataError(f"cannot unpack {gz}: {e.strerror or e}. Check the file and the folder's permissions.") from e
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        print(f"unpacked {gz} (the .gz is kept)")
+
+
 def ensure_downloaded(data_dir):
-    """Let torchvision download what is missing, or fail quickly with what to do instead."""
+    """Use .gz copies where the files are missing, else let torchvision download them, or fail quickly."""
     folder = raw_folder(data_dir)
+    unpack_gz(folder)
 
     def all_there():
         return all(os.path.isfile(os.path.join(folder, name)) for name, _, _ in FILES)
@@ -101,7 +130,7 @@ def ensure_downloaded(data_dir):
         raise DataError(
             f"MNIST is not in {folder}/ and could not be downloaded.\n"
             f"  download error: {one_line(e)}\n"
-            f"  fix: copy the four MNIST files ({names}; gunzip them if they end in .gz)\n"
+            f"  fix: copy the four MNIST files ({names}, or their .gz copies)\n"
             f"       into {folder}/, or point --data-dir at a folder that has MNIST/raw/ with them."
         ) from e
     finally:

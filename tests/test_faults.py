@@ -1,6 +1,7 @@
 """What a learner's run meets when something goes wrong: one clear message, the right exit code,
 no traceback, and nothing of theirs lost."""
 import contextlib
+import gzip
 import hashlib
 import io
 import math
@@ -120,6 +121,42 @@ def test_bad_data_file_is_named_and_left_alone(name, damage, words, own_mnist, t
     for word in words:
         assert word in err
     assert digest(raw) == before  # not deleted, not rewritten, nothing added
+    assert "epoch" not in out
+
+
+def gz_only(raw):
+    """Replace each file in raw by a .gz copy compressed here, as another mirror would: not torchvision's checksums."""
+    for name, _, _ in FILES:
+        (raw / f"{name}.gz").write_bytes(gzip.compress((raw / name).read_bytes(), mtime=0))
+        (raw / name).unlink()
+
+
+def test_gz_copies_are_unpacked_next_to_themselves_and_train(own_mnist, mnist_dir, tmp_path):
+    raw = own_mnist / "MNIST" / "raw"
+    gz_only(raw)
+    packed = digest(raw)
+    code, out, err = run_main(train_resnet, "--epochs", 1, "--data-dir", own_mnist, "--out-dir", tmp_path / "out", "--no-show")
+    assert code == 0, err
+    assert [line for line in out.splitlines() if line.startswith("unpacked ")] == [
+        f"unpacked {raw / name}.gz (the .gz is kept)" for name, _, _ in FILES]
+    assert "epoch 1: test accuracy" in out
+    after = digest(raw)
+    assert {name: after[name] for name in packed} == packed  # the .gz files are as they were
+    assert {name: after[name] for name, _, _ in FILES} == {name: digest(mnist_dir / "MNIST" / "raw")[name] for name, _, _ in FILES}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not gzip"])
+def test_damaged_gz_is_named_and_left_alone(damage, own_mnist, tmp_path):
+    raw = own_mnist / "MNIST" / "raw"
+    gz_only(raw)
+    gz = raw / "train-images-idx3-ubyte.gz"
+    whole = gz.read_bytes()
+    gz.write_bytes(whole[: len(whole) // 2] if damage == "truncated" else b"\x1f\x8b\x08\x00" + b"\xff" * 500)
+    before = digest(raw)
+    code, out, err = run_main(train_inception, "--data-dir", own_mnist, "--out-dir", tmp_path / "out", "--no-show")
+    assert code == 1
+    assert err.startswith(f"error: {gz} is damaged and cannot be unpacked (") and "Replace the file." in err
+    assert digest(raw) == before  # no half-unpacked file, nothing changed
     assert "epoch" not in out
 
 
