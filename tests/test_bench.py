@@ -1,0 +1,33 @@
+"""The speed comparison, run for a tiny amount of work on the shipped subset so that it cannot rot."""
+import os
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_compare_times_both_sides_and_prints_the_ratios(mnist_dir):
+    result = subprocess.run([sys.executable, "bench/compare.py", "resnet", "--epochs", "1", "--data-dir", str(mnist_dir)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"resnet, 1 epoch each, {mnist_dir}"
+    side = r"{} +(\d+\.\d) s   peak +(\d+) MiB   final test accuracy (\d+\.\d\d)%"
+    baseline, project = (re.fullmatch(side.format(name), line) for name, line in zip(["baseline", "project"], lines[1:3]))
+    assert baseline and project, lines
+    for match in (baseline, project):
+        assert float(match.group(1)) > 0 and int(match.group(2)) > 100  # torch alone takes more than 100 MiB
+        assert 50 < float(match.group(3)) <= 100  # one epoch on 2,000 digits: far better than chance
+    ratios = re.fullmatch(r"project / baseline: (\d+\.\d\d)x the time, (\d+\.\d\d)x the peak memory", lines[3])
+    assert ratios
+    time_ratio = float(project.group(1)) / float(baseline.group(1))
+    assert abs(float(ratios.group(1)) - time_ratio) < 0.1  # the ratio is of the two printed times
+
+
+def test_compare_refuses_a_folder_without_mnist(tmp_path):
+    offline = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
+    result = subprocess.run([sys.executable, "bench/compare.py", "inception", "--data-dir", str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60, env={**os.environ, **offline})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: MNIST is not in {tmp_path}/MNIST/raw/")
