@@ -4,10 +4,13 @@ InceptionNet: conv 5x5 -> pool -> InceptionA -> conv 5x5 -> pool -> InceptionA -
 ResidualNet:  conv 5x5 -> pool -> ResidualBlock -> conv 5x5 -> pool -> ResidualBlock -> linear  (41,514)
 
 Both return logits (no softmax): CrossEntropyLoss applies log-softmax itself.
+
+    python models.py  # each net layer by layer: output shape, parameters, multiply-adds per image
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 
 class InceptionA(nn.Module):
@@ -104,3 +107,53 @@ class ResidualNet(nn.Module):
 
 def count_parameters(model):
     return sum(p.numel() for p in model.parameters())
+
+
+def layer_table(model, input_shape):
+    """(layer, output shape, parameters, multiply-adds) for one input, a row per layer call in the order the
+    layers run, then the model's totals. Measured, not typed in: forward hooks see each layer's output, and
+    torch's FLOP counter counts the convolutions' and linear layers' work (a multiply-add is 2 FLOPs)."""
+    rows, calls, hooks = [], {}, []
+    for name, module in model.named_modules():
+        if name and not list(module.children()):  # a layer, not a container of layers
+
+            def hook(module, inputs, output, name=name):
+                rows.append((name, tuple(output.shape[1:]), sum(p.numel() for p in module.parameters())))
+                calls[name] = calls.get(name, 0) + 1
+
+            hooks.append(module.register_forward_hook(hook))
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter, torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for handle in hooks:
+            handle.remove()
+    flops = {name.split(".", 1)[1]: sum(ops.values()) for name, ops in counter.get_flop_counts().items() if "." in name}
+    table = [(name, shape, params, flops.get(name, 0) // 2 // calls[name]) for name, shape, params in rows]
+    return table, (count_parameters(model), counter.get_total_flops() // 2)
+
+
+def print_table(title, table, totals):
+    print(title)
+    print(f"  {'layer':<22} {'output':>10} {'parameters':>12} {'multiply-adds':>15}")
+    for name, shape, params, macs in table:
+        print(f"  {name:<22} {'x'.join(map(str, shape)):>10} {params:>12,} {macs:>15,}")
+    print(f"  {'total':<22} {'':>10} {totals[0]:>12,} {totals[1]:>15,}\n")
+
+
+def main():
+    for net in (InceptionNet, ResidualNet):
+        print_table(f"{net.__name__}, per 1x28x28 image:", *layer_table(net(), (1, 28, 28)))
+    # The lecture's case for 1x1 convolutions: 192 channels of 28x28 in, 32 channels out through a 5x5 kernel.
+    direct = nn.Conv2d(192, 32, kernel_size=5, padding=2)
+    squeezed = nn.Sequential(nn.Conv2d(192, 16, kernel_size=1), nn.Conv2d(16, 32, kernel_size=5, padding=2))
+    (_, (_, direct_macs)), (_, (_, squeezed_macs)) = (layer_table(m, (192, 28, 28)) for m in (direct, squeezed))
+    print("The lecture's 1x1-convolution example, a 192x28x28 input to 32x28x28:")
+    print(f"  {'5x5 convolution':<46}{direct_macs:>12,} multiplications")
+    print(f"  {'1x1 convolution to 16 channels, then the 5x5':<46}{squeezed_macs:>12,} multiplications"
+          f" ({squeezed_macs / direct_macs:.2f}x: about a tenth)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from models import InceptionA, InceptionNet, ResidualBlock, ResidualNet, count_parameters
+import models
+from models import InceptionA, InceptionNet, ResidualBlock, ResidualNet, count_parameters, layer_table
 
 
 @pytest.mark.parametrize("net, params, features", [(InceptionNet, 97_298, 1408), (ResidualNet, 41_514, 512)])
@@ -60,3 +61,19 @@ def test_residual_net_computes_the_lectures_pool_of_relu():
     lecture = net.l1(lecture.view(4, -1))
     assert torch.equal(net(x), lecture)
     assert torch.equal(torch.autograd.grad(net(x).sum(), x)[0], torch.autograd.grad(lecture.sum(), x)[0])
+
+
+@pytest.mark.parametrize("net, params, macs", [(InceptionNet, 97_298, 6_019_200), (ResidualNet, 41_514, 2_013_184)])
+def test_layer_table_counts_parameters_and_multiply_adds(net, params, macs):
+    table, totals = layer_table(net(), (1, 28, 28))
+    assert totals == (params, macs)
+    assert sum(row[2] for row in table) == params and sum(row[3] for row in table) == macs
+    assert table[0][:2] == ("conv1", (10, 24, 24) if net is InceptionNet else (16, 24, 24))
+    assert table[-1][:2] == ("l1", (10,))
+
+
+def test_models_py_prints_both_nets_and_the_lectures_1x1_example(capsys):
+    models.main()
+    out = capsys.readouterr().out
+    assert "  total" in out and "97,298       6,019,200" in out and "41,514       2,013,184" in out
+    assert "120,422,400 multiplications" in out and "12,443,648 multiplications (0.10x" in out
