@@ -5,8 +5,13 @@ and the epoch loop. This module does the rest, once for both: the flags and thei
 the out folder, the files written after every epoch (each one whole or not at all), the checkpoint
 that --resume goes on from, and the stops: Ctrl-C, divergence, out of memory, bad data, a failed save.
 It never imports a training script; a script hands it its net, its constants and its out folder.
+
+Run on its own, it lays finished runs side by side from their metrics.csv files (no training):
+
+    python runs.py runs/inception runs/resnet runs/lr0.05   # writes comparison.png (-o picks another path)
 """
 import argparse
+import csv
 import math
 import os
 import shlex
@@ -21,6 +26,8 @@ from data import DataError, one_line
 from models import count_parameters
 
 OUTPUTS = ("accuracy.png", "metrics.csv", "model.pt", "checkpoint.pt")  # written after every epoch
+MISTAKES = "mistakes.png"  # written when the run ends or stops
+MISTAKES_SHOWN = 48  # the most confident mistakes drawn in it
 HYPERPARAMETERS = ("batch_size", "lr", "momentum", "seed")  # what a resumed run must share with the saved one
 
 
@@ -151,7 +158,7 @@ def check_out_dir(out_dir):
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise NotADirectoryError(f"{out_dir} is a file, not a folder")
         os.makedirs(out_dir, exist_ok=True)
-        for name in OUTPUTS:
+        for name in OUTPUTS + (MISTAKES,):
             if os.path.isdir(os.path.join(out_dir, name)):
                 raise IsADirectoryError(f"{os.path.join(out_dir, name)} is a folder")
         probe = os.path.join(out_dir, f".write-test.{os.getpid()}")
@@ -173,6 +180,41 @@ def plot(history, net_name):
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
+    return fig
+
+
+@torch.inference_mode()
+def find_mistakes(model, loader):
+    """The test images that model gets wrong, the most confident mistakes first: (index, predicted, confidence)."""
+    model.eval()
+    probabilities = torch.cat([model(images).softmax(dim=1) for images, _ in loader])
+    confidence, predicted = probabilities.max(dim=1)
+    wrong = (predicted != loader.labels).nonzero().squeeze(1)
+    wrong = wrong[confidence[wrong].argsort(descending=True, stable=True)]
+    return wrong.cpu(), predicted[wrong].cpu(), confidence[wrong].cpu()
+
+
+def plot_mistakes(loader, wrong, predicted, confidence, net_name):
+    shown = min(len(wrong), MISTAKES_SHOWN)
+    columns, rows = 8, max(1, math.ceil(shown / 8))
+    # One picture of all the digits, each in a cell with room above it for its caption: far quicker to
+    # draw than 48 separate axes.
+    cell_w, cell_h = 36, 46
+    mosaic = torch.zeros(rows * cell_h, columns * cell_w, dtype=torch.uint8)
+    index = wrong[:shown].to(loader.labels.device)
+    images, labels = loader.images[index].cpu(), loader.labels[index].cpu()
+    fig = plt.figure(figsize=(columns * 1.25, rows * 1.6 + 0.5))
+    ax = fig.add_axes((0.01, 0.01, 0.98, 1 - 0.45 / fig.get_figheight()))
+    for i in range(shown):
+        top, left = (i // columns) * cell_h + cell_h - 32, (i % columns) * cell_w + 4
+        mosaic[top : top + 28, left : left + 28] = images[i, 0]
+        ax.text(left + 14, top - 2, f"true {labels[i]}, said {predicted[i]}\n{100 * confidence[i]:.0f}% sure",
+                ha="center", va="bottom", fontsize=8)
+    ax.imshow(mosaic.numpy(), cmap="gray_r", vmin=0, vmax=255)
+    ax.axis("off")
+    total = len(loader.labels)
+    fig.suptitle(f"{net_name}: {len(wrong)} of {total:,} test images wrong ({100 * len(wrong) / total:.2f}%);"
+                 f" the {shown} most confident mistakes", fontsize=10, y=1 - 0.1 / fig.get_figheight(), va="top")
     return fig
 
 
@@ -218,9 +260,9 @@ class Run:
         self.state = {"history": []}
         self.saved = 0  # how many epochs the files in the out folder hold
 
-    def epochs(self, model, optimizer, train_loader):
+    def epochs(self, model, optimizer, train_loader, test_loader):
         """The epoch numbers still to train; with --resume, first puts back the saved run."""
-        self.model, self.optimizer, self.generator = model, optimizer, train_loader.generator
+        self.model, self.optimizer, self.generator, self.test_loader = model, optimizer, train_loader.generator, test_loader
         print(f"{self.net_name}: {count_parameters(model):,} parameters, {len(train_loader.labels):,} training images")
         if self.checkpoint is not None:
             self.restore(self.checkpoint)
@@ -286,10 +328,12 @@ class Run:
     def __exit__(self, kind, error, traceback):
         out, args = self.args.out_dir, self.args
         if kind is None:
+            self.write_mistakes()
             self.finish()
         elif issubclass(kind, KeyboardInterrupt):
             if self.saved < len(self.history):  # stopped while saving: the state is still that epoch's, so save again
                 self.write()
+            self.write_mistakes()
             message = f"\ninterrupted: {kept(self.saved, out)}"
             if self.saved:
                 resume = self.command + ([] if args.resume else ["--resume"])
@@ -299,11 +343,13 @@ class Run:
         elif issubclass(kind, DataError):
             raise SystemExit(f"error: {error}") from None
         elif issubclass(kind, torch.OutOfMemoryError):
+            self.write_mistakes()
             raise SystemExit(
                 f"error: out of memory on {self.device} with --batch-size {args.batch_size}: try a smaller batch;"
                 f" {kept(self.saved, out)}."
             ) from None
         elif issubclass(kind, FloatingPointError):
+            self.write_mistakes()
             raise SystemExit(
                 f"error: {error} (the loss is checked every {args.log_every} batches and at the end of each epoch).\n"
                 f"  Training diverged: try a smaller learning rate than --lr {args.lr}; {kept(self.saved, out)}."
@@ -315,16 +361,95 @@ class Run:
             ) from None
         return False
 
+    def write_mistakes(self):
+        """mistakes.png for the saved epoch's weights (at a stop, the live ones may be half an epoch on)."""
+        if not self.saved:
+            return
+        try:
+            self.model.load_state_dict(self.state["model"])
+            wrong, predicted, confidence = find_mistakes(self.model, self.test_loader)
+            fig = plot_mistakes(self.test_loader, wrong, predicted, confidence, self.net_name)
+            try:
+                path = os.path.join(self.args.out_dir, MISTAKES)
+                save_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
+            finally:
+                plt.close(fig)
+        except (OSError, RuntimeError) as e:  # out of memory or disk: the other files are saved, say so and go on
+            print(f"could not write {MISTAKES}: {one_line(e)}", file=sys.stderr)
+            return
+        print(f"mistakes: {len(wrong)} of {len(self.test_loader.labels):,} test images wrong after epoch {self.saved}; {path}")
+
     def finish(self):
         best = max(self.history, key=lambda row: row[2])
         plot_path = os.path.join(self.args.out_dir, "accuracy.png")
         print(f"final test accuracy {self.history[-1][2]:.2f}% (best {best[2]:.2f}% at epoch {best[0]}); plot: {plot_path}")
         if not self.args.no_show:
-            fig = plot(self.history, self.net_name)
-            with warnings.catch_warnings():  # a machine without a display has no window to open: the file is enough
-                warnings.simplefilter("ignore", UserWarning)
-                try:
-                    plt.show()
-                except KeyboardInterrupt:  # closing the window with Ctrl-C: everything is saved already
-                    pass
-            plt.close(fig)
+            show(plot(self.history, self.net_name), no_show=False)
+
+
+# --- runs side by side -----------------------------------------------------------------------------
+
+
+def read_metrics(folder):
+    """(epochs, train losses, test accuracies) from folder/metrics.csv; exits with 1 naming what is wrong."""
+    path = os.path.join(folder, "metrics.csv")
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        columns = [[float(row[name]) for row in rows] for name in ("epoch", "train_loss", "test_accuracy")]
+        if not rows:
+            raise ValueError("it has no epochs")
+    except OSError as e:
+        raise SystemExit(f"error: cannot read {path}: {e.strerror or e}. Is {folder} the out folder of a run?") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise SystemExit(f"error: {path} is not a run's metrics ({one_line(e)}). Is {folder} the out folder of a run?") from None
+    return columns
+
+
+def plot_comparison(runs):
+    """runs: {label: (epochs, train losses, test accuracies)} -> one figure, accuracy and loss side by side."""
+    fig, (accuracy, loss) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label, (epochs, losses, accuracies) in runs.items():
+        line, = accuracy.plot(epochs, accuracies, marker="o", markersize=3, label=f"{label} ({accuracies[-1]:.2f}%)")
+        loss.plot(epochs, losses, marker="o", markersize=3, color=line.get_color(), label=label)
+    accuracy.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy per epoch (final in brackets)")
+    loss.set(xlabel="epoch", ylabel="mean training loss", yscale="log", title="mean training loss per epoch")
+    for ax in (accuracy, loss):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def show(fig, no_show):
+    if not no_show:
+        with warnings.catch_warnings():  # a machine without a display has no window to open: the file is enough
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                plt.show()
+            except KeyboardInterrupt:  # closing the window with Ctrl-C: the file is written already
+                pass
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Lay finished runs side by side: test accuracy and training loss per epoch.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("folders", nargs="+", help="out folders of runs (each with a metrics.csv)")
+    parser.add_argument("-o", "--output", default="comparison.png", help="where the figure goes")
+    parser.add_argument("--no-show", action="store_true", help="only save the figure, never open a window")
+    args = parser.parse_args(argv)
+    runs = {os.path.normpath(folder): read_metrics(folder) for folder in args.folders}
+    fig = plot_comparison(runs)
+    try:
+        save_atomic(args.output, lambda f: fig.savefig(f, format="png", dpi=100))
+    except OSError as e:
+        plt.close(fig)
+        raise SystemExit(f"error: cannot write {args.output}: {e.strerror or e}. Pick another path with -o.") from None
+    print(f"{len(runs)} run{'s' * (len(runs) != 1)} compared: {args.output}")
+    show(fig, args.no_show)
+
+
+if __name__ == "__main__":
+    main()

@@ -68,7 +68,7 @@ def main(argv=None):
         model = NET().to(run.device, memory_format=run.memory_format)
         optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
 
-        for epoch in run.epochs(model, optimizer, train_loader):  # 1..EPOCHS; with --resume, on from the checkpoint
+        for epoch in run.epochs(model, optimizer, train_loader, test_loader):  # 1..EPOCHS, or on from a checkpoint
             start = time.perf_counter()
             train_loss = train(model, train_loader, optimizer, epoch, args.log_every)
             train_seconds = time.perf_counter() - start

@@ -265,7 +265,7 @@ def test_divergence_keeps_the_finished_epochs(module, mnist_dir, tmp_path, monke
     assert len(rows) == 1 and f"epoch 1: test accuracy {rows[0].split(',')[2]}%" in out
     weights = torch.load(tmp_path / "model.pt", weights_only=True)
     assert all(torch.isfinite(w).all() for w in weights.values())  # epoch 1's weights, not the broken ones
-    assert sorted(os.listdir(tmp_path)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "model.pt"]
+    assert sorted(os.listdir(tmp_path)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "mistakes.png", "model.pt"]
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -333,7 +333,7 @@ def test_ctrl_c_keeps_the_finished_epochs(mnist_dir, tmp_path):
     assert f"the results of epochs 1-{len(finished)} are in" in err
     model = train_resnet.NET()
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
-    assert sorted(os.listdir(out)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "model.pt"]  # no temporary files left
+    assert sorted(os.listdir(out)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "mistakes.png", "model.pt"]  # no temporary files
 
 
 # --- the out folder --------------------------------------------------------------------------------

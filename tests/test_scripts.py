@@ -48,6 +48,13 @@ def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
     _, test_loader = mnist_loaders(mnist_dir, batch_size=64, device=torch.device("cpu"))
     assert f"{module.test(model, test_loader):.2f}" == final.group(1)
+    # mistakes.png: the test digits those weights get wrong, counted as the script reports it.
+    mistakes = re.fullmatch(r"mistakes: (\d+) of 500 test images wrong after epoch (\d+); (.+)", lines[-2])
+    assert mistakes and mistakes.group(2) == str(epochs) and mistakes.group(3) == str(out / "mistakes.png")
+    with torch.no_grad():
+        wrong = sum(int((model(images).argmax(1) != labels).sum()) for images, labels in test_loader)
+    assert int(mistakes.group(1)) == wrong > 0
+    assert (out / "mistakes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if bar is not None:  # 96 SGD steps on 2,000 real digits are plenty for a residual net
         assert float(final.group(1)) >= bar
 
