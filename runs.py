@@ -233,11 +233,12 @@ class Run:
     """One training run: checks the flags, then keeps the out folder up to date after every epoch.
 
         run = Run(__file__, __doc__, NET, argv, epochs=EPOCHS, ...)  # flags (usage errors exit 2), device, out folder
-        with run:                                                     # stops end with a message, finished epochs kept
-            ...                                                       # data, model, optimizer
-            for epoch in run.epochs(model, optimizer, train_loader):  # with --resume: on from the checkpoint
-                ...                                                   # train, test, print
-                run.save(epoch, train_loss, accuracy, seconds)        # the files and the checkpoint
+        with run:                               # a stop ends with a message and keeps the finished epochs
+            ...                                 # data, model, optimizer
+            for epoch in run.epochs(model, optimizer, train_loader, test_loader):  # with --resume: from the checkpoint
+                ...                             # train, test
+                run.save(epoch, train_loss, accuracy, seconds)  # the files and the checkpoint
+        # on leaving: mistakes.png and the final line (also at a stop that keeps epochs: mistakes.png)
     """
 
     def __init__(self, script, doc, net, argv=None, **defaults):
@@ -294,8 +295,9 @@ class Run:
         return self.state["history"]
 
     def snapshot(self, history):
-        # Copies on the CPU: training goes on in the live tensors, and a CPU checkpoint loads on any machine.
-        cpu = lambda state: {k: v.detach().to("cpu", copy=True) if torch.is_tensor(v) else v for k, v in state.items()}  # noqa: E731
+        def cpu(state):  # copies: training goes on in the live tensors; and a CPU checkpoint loads on any machine
+            return {k: v.detach().to("cpu", copy=True) if torch.is_tensor(v) else v for k, v in state.items()}
+
         optimizer = self.optimizer.state_dict()
         optimizer["state"] = {i: cpu(s) for i, s in optimizer["state"].items()}
         return {
@@ -328,18 +330,16 @@ class Run:
     def __exit__(self, kind, error, traceback):
         out, args = self.args.out_dir, self.args
         if kind is None:
-            self.write_mistakes()
-            self.finish()
+            try:
+                self.write_mistakes()
+                self.finish()
+            except KeyboardInterrupt:
+                self.interrupted()
         elif issubclass(kind, KeyboardInterrupt):
             if self.saved < len(self.history):  # stopped while saving: the state is still that epoch's, so save again
                 self.write()
             self.write_mistakes()
-            message = f"\ninterrupted: {kept(self.saved, out)}"
-            if self.saved:
-                resume = self.command + ([] if args.resume else ["--resume"])
-                message += f"\n  to go on from there: {shlex.join(resume)}"
-            print(message, file=sys.stderr)
-            raise SystemExit(130)
+            self.interrupted()
         elif issubclass(kind, DataError):
             raise SystemExit(f"error: {error}") from None
         elif issubclass(kind, torch.OutOfMemoryError):
@@ -361,6 +361,14 @@ class Run:
             ) from None
         return False
 
+    def interrupted(self):
+        message = f"\ninterrupted: {kept(self.saved, self.args.out_dir)}"
+        if self.saved:
+            resume = self.command + ([] if self.args.resume else ["--resume"])
+            message += f"\n  to go on from there: {shlex.join(resume)}"
+        print(message, file=sys.stderr)
+        raise SystemExit(130)
+
     def write_mistakes(self):
         """mistakes.png for the saved epoch's weights (at a stop, the live ones may be half an epoch on)."""
         if not self.saved:
@@ -376,6 +384,9 @@ class Run:
                 plt.close(fig)
         except (OSError, RuntimeError) as e:  # out of memory or disk: the other files are saved, say so and go on
             print(f"could not write {MISTAKES}: {one_line(e)}", file=sys.stderr)
+            return
+        except KeyboardInterrupt:  # a (second) Ctrl-C: skip the extra figure, not the stop's message
+            print(f"\n{MISTAKES} skipped", file=sys.stderr)
             return
         print(f"mistakes: {len(wrong)} of {len(self.test_loader.labels):,} test images wrong after epoch {self.saved}; {path}")
 
