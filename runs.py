@@ -114,17 +114,17 @@ def load_checkpoint(parser, args, net_name):
     except Exception as e:
         raise SystemExit(
             f"error: cannot resume: {path} is damaged or truncated ({one_line(e)}); it was left as it is.\n"
-            f"  Resume from a copy of it that is whole, or {fresh}."
+            f"  Resume from a whole copy of it; {fresh}."
         ) from None
     if saved_net != net_name:
-        parser.error(f"--resume: {path} holds a {saved_net} run, but this script trains {net_name};"
+        parser.error(f"--resume: {path} is a run of {saved_net}, but this script trains {net_name};"
                      f" use the script for {saved_net}, or another --out-dir")
     for name in HYPERPARAMETERS:
         if getattr(args, name) != saved[name]:
             flag = "--" + name.replace("_", "-")
             parser.error(
                 f"--resume: {flag} {getattr(args, name)} differs from the saved run's {flag} {saved[name]};"
-                f" resume with {flag} {saved[name]}, or, {fresh}"
+                f" resume with {flag} {saved[name]}; {fresh}"
             )
     done = len(history)
     if args.epochs <= done:

@@ -164,7 +164,7 @@ def test_resume_without_a_checkpoint(tmp_path):
 
 def test_resume_with_the_other_nets_checkpoint(saved_run):
     code, err = refused(train_inception, saved_run)
-    assert code == 2 and "holds a ResidualNet run, but this script trains InceptionNet" in err
+    assert code == 2 and "is a run of ResidualNet, but this script trains InceptionNet" in err
 
 
 @pytest.mark.parametrize("flag, given, saved", [("--batch-size", "32", "64"), ("--lr", "0.05", "0.01"),
