@@ -82,7 +82,7 @@ def test_help_shows_every_flag_with_its_default(module, capsys):
                           ("--log-every", 300), ("--data-dir", "data"), ("--out-dir", module.OUT_DIR), ("--device", "auto")]:
         described = options.split(f" {flag} ")[1].split(" --")[0]
         assert f"(default: {default})" in described, flag
-    assert "--no-show" in options
+    assert "--no-show" in options and "--resume go on from the last finished epoch saved in --out-dir" in options
 
 
 def test_scripts_differ_only_where_the_nets_differ():
