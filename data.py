@@ -14,7 +14,6 @@ import socket
 import zlib
 
 import torch
-from torchvision import datasets
 
 MEAN, STD = 0.1307, 0.3081  # mean and std of MNIST's training pixels, on ToTensor's 0..1 scale
 TEST_BATCH_SIZE = 200  # evaluation: fewer steps than 64; far larger batches fall out of CPU cache (slower, more memory)
@@ -65,6 +64,9 @@ def mnist_loaders(data_dir, batch_size, device, seed=0):
     """Train and test batches of MNIST from data_dir (downloaded there first if missing) on device."""
     ensure_downloaded(data_dir)
     check_files(data_dir)
+    # Imported here, not at the top: a second of start-up that --help, usage errors and bad files skip.
+    from torchvision import datasets
+
     loaders = []
     for train in (True, False):
         try:
@@ -119,6 +121,8 @@ def ensure_downloaded(data_dir):
 
     if all_there():
         return
+    from torchvision import datasets
+
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # urllib waits forever on a silent network otherwise
     try:

@@ -10,7 +10,6 @@ Both return logits (no softmax): CrossEntropyLoss applies log-softmax itself.
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 
 class InceptionA(nn.Module):
@@ -113,6 +112,8 @@ def layer_table(model, input_shape):
     """(layer, output shape, parameters, multiply-adds) for one input, a row per layer call in the order the
     layers run, then the model's totals. Measured, not typed in: forward hooks see each layer's output, and
     torch's FLOP counter counts the convolutions' and linear layers' work (a multiply-add is 2 FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode  # only `python models.py` needs it
+
     rows, calls, hooks = [], {}, []
     for name, module in model.named_modules():
         if name and not list(module.children()):  # a layer, not a container of layers

@@ -1,10 +1,11 @@
 """The speed comparison, run for a tiny amount of work on the shipped subset so that it cannot rot."""
-import os
+import importlib.util
 import re
 import subprocess
 import sys
 
 from conftest import ROOT
+from test_faults import OFFLINE, run_main, use_proxy
 
 
 def test_compare_times_both_sides_and_prints_the_ratios(mnist_dir):
@@ -25,9 +26,11 @@ def test_compare_times_both_sides_and_prints_the_ratios(mnist_dir):
     assert abs(float(ratios.group(1)) - time_ratio) < 0.1  # the ratio is of the two printed times
 
 
-def test_compare_refuses_a_folder_without_mnist(tmp_path):
-    offline = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
-    result = subprocess.run([sys.executable, "bench/compare.py", "inception", "--data-dir", str(tmp_path)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60, env={**os.environ, **offline})
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith(f"error: MNIST is not in {tmp_path}/MNIST/raw/")
+def test_compare_refuses_a_folder_without_mnist(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_compare", ROOT / "bench" / "compare.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    use_proxy(monkeypatch, OFFLINE["http_proxy"])  # no download either
+    code, out, err = run_main(compare, "inception", "--data-dir", tmp_path)
+    assert code == 1 and out == ""
+    assert err.startswith(f"error: MNIST is not in {tmp_path}/MNIST/raw/ and could not be downloaded")

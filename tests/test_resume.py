@@ -5,14 +5,13 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 
 import pytest
 import torch
 
 import train_inception
 import train_resnet
-from conftest import run_script, script_call
+from conftest import ROOT, script_call
 from test_faults import digest, run_main
 
 
@@ -126,8 +125,10 @@ def test_ctrl_c_in_the_middle_of_an_epoch_then_the_printed_command(tmp_path, res
     last = stderr.rstrip().splitlines()[-1]
     assert last.startswith("  to go on from there: python ") and last.endswith(" --resume")
     command = shlex.split(last.split(": ", 1)[1])
-    resumed = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True, timeout=120)
-    assert resumed.returncode == 0, resumed.stderr
+    assert command[1] == str(ROOT / "train_resnet.py")  # as it was started
+    code, stdout, stderr = run_main(train_resnet, *command[2:])  # the rest of the command, run in this process
+    assert code == 0, stderr
+    assert "resuming: epochs 1-1 are done" in stdout
     assert_same_results(out, resnet_2_epochs)
 
 
@@ -136,8 +137,7 @@ def test_killed_in_the_middle_of_an_epoch_then_resumed(tmp_path, resnet_2_epochs
     code, _ = interrupt_in_epoch_2(out, signal.SIGKILL, mnist_dir)
     assert code == -signal.SIGKILL
     assert len((out / "metrics.csv").read_text().splitlines()) == 2  # the header and epoch 1
-    result = run_script("train_resnet.py", "--epochs", 2, "--resume", "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
-    assert result.returncode == 0, result.stderr
+    train(train_resnet, out, "--epochs", 2, "--resume", mnist_dir=mnist_dir)
     assert_same_results(out, resnet_2_epochs)
 
 
