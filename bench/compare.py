@@ -3,14 +3,16 @@
     python bench/compare.py resnet                # 3 epochs on ./data; or: inception
     python bench/compare.py inception --epochs 5 --data-dir data
 
-Each side runs once, one after the other (never at the same time: they would share the cores), from
-start-up to exit. Printed: each side's wall time, peak memory (resident set) and final test accuracy,
-then the ratios project / baseline. Below 1 means the project is faster or smaller. Seconds depend on
-the machine and on whatever else it is doing; quote the ratios.
+Each side runs from start-up to exit, one after the other, never at the same time (they would share
+the cores). Printed: each run's wall time, peak memory (resident set) and final test accuracy, then the
+ratios project / baseline. Below 1 means the project is faster or smaller. Seconds depend on the machine
+and on whatever else it is doing; quote the ratios. On a noisy machine, --rounds 3 runs each side three
+times, alternating which goes first, and takes the medians.
 """
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,9 +49,11 @@ def main(argv=None):
     parser.add_argument("net", choices=["inception", "resnet"])
     parser.add_argument("--epochs", type=int, default=3, help="epochs each side trains")
     parser.add_argument("--data-dir", default="data", help="folder that holds MNIST/raw/")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each side; the order alternates, medians are compared")
     args = parser.parse_args(argv)
-    if args.epochs < 1:
-        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    for flag, value in (("--epochs", args.epochs), ("--rounds", args.rounds)):
+        if value < 1:
+            parser.error(f"{flag} must be at least 1, got {value}")
     data_dir = os.path.abspath(args.data_dir)
     if not all(os.path.isfile(os.path.join(data_dir, "MNIST", "raw", name)) for name in MNIST_FILES):
         # Before the clock starts, so that both sides find the same four unpacked files. Imported only
@@ -69,13 +73,15 @@ def main(argv=None):
             "project": [python, f"train_{args.net}.py", "--epochs", epochs, "--data-dir", data_dir, "--out-dir", out, "--no-show"],
         }
         print(f"{args.net}, {args.epochs} epoch{'s' * (args.epochs != 1)} each, {data_dir}")
-        results = {}
-        for name, command in sides.items():
-            seconds, peak, output = measure(command)
-            results[name] = seconds, peak, final_accuracy(output)
-            print(f"{name:<9} {seconds:7.1f} s   peak {peak:6.0f} MiB   final test accuracy {results[name][2]:.2f}%", flush=True)
-    (base_s, base_mib, _), (proj_s, proj_mib, _) = results["baseline"], results["project"]
-    print(f"project / baseline: {proj_s / base_s:.2f}x the time, {proj_mib / base_mib:.2f}x the peak memory")
+        results = {name: [] for name in sides}
+        for round in range(args.rounds):
+            for name in sorted(sides, reverse=round % 2 == 1):  # baseline first, then project first, ...
+                seconds, peak, output = measure(sides[name])
+                results[name].append((seconds, peak))
+                print(f"{name:<9} {seconds:7.1f} s   peak {peak:6.0f} MiB   final test accuracy {final_accuracy(output):.2f}%", flush=True)
+    (base_s, base_mib), (proj_s, proj_mib) = ([statistics.median(column) for column in zip(*results[name])] for name in sides)
+    medians = f" (medians of {args.rounds} runs each)" if args.rounds > 1 else ""
+    print(f"project / baseline: {proj_s / base_s:.2f}x the time, {proj_mib / base_mib:.2f}x the peak memory{medians}")
 
 
 if __name__ == "__main__":
