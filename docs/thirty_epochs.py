@@ -66,7 +66,7 @@ def main(root):
         best = max(range(length), key=mean.__getitem__)
         print(f"  best mean {mean[best]:.2f}% at epoch {best + 1}")
     axes[0].set_ylabel("test accuracy (%)")
-    axes[0].set_ylim(97, 99.6)
+    axes[0].set_ylim(96.3, 99.5)
     fig.tight_layout()
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "thirty_epochs.png")
     fig.savefig(out, dpi=100)
