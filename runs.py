@@ -248,7 +248,7 @@ class Run:
         self.command = ["python", sys.argv[0] if argv is None else os.path.relpath(script)] + self.argv
         parser, self.args = parse_args(self.argv, doc.splitlines()[0], defaults)
         self.device = self.args.device
-        self.checkpoint = load_checkpoint(parser, self.args, self.net_name) if self.args.resume else None
+        checkpoint = load_checkpoint(parser, self.args, self.net_name) if self.args.resume else None
         check_out_dir(self.args.out_dir)
         # channels_last makes CPU convolutions faster (about 1.4x per step here); GPUs keep their default.
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.preserve_format
@@ -258,16 +258,16 @@ class Run:
         # The last finished epoch as checkpoint.pt holds it: weights, optimizer, shuffle order and the history,
         # one (epoch, train_loss, test_accuracy, epoch_seconds) per finished epoch. Replaced whole, never edited,
         # so a Ctrl-C at any moment leaves it consistent.
-        self.state = {"history": []}
-        self.saved = 0  # how many epochs the files in the out folder hold
+        self.state = checkpoint or {"history": []}
+        self.saved = len(self.history)  # how many epochs the files in the out folder hold
+        self.model = None  # set by epochs()
 
     def epochs(self, model, optimizer, train_loader, test_loader):
         """The epoch numbers still to train; with --resume, first puts back the saved run."""
         self.model, self.optimizer, self.generator, self.test_loader = model, optimizer, train_loader.generator, test_loader
         print(f"{self.net_name}: {count_parameters(model):,} parameters, {len(train_loader.labels):,} training images")
-        if self.checkpoint is not None:
-            self.restore(self.checkpoint)
-            self.checkpoint = None  # restored once; self.state holds it from here on
+        if self.saved:  # --resume
+            self.restore(self.state)
             print(f"resuming: epochs 1-{self.saved} are done in {self.args.out_dir}/, on to epoch {self.args.epochs}")
         return range(self.saved + 1, self.args.epochs + 1)
 
@@ -282,8 +282,6 @@ class Run:
                 f"error: cannot resume: {path} does not fit this script's {self.net_name} ({one_line(e)});"
                 " it was left as it is. Leave out --resume to start a new run, or pick another --out-dir."
             ) from None
-        self.state = checkpoint
-        self.saved = len(self.history)
 
     def save(self, epoch, train_loss, accuracy, seconds):
         """Record a finished epoch and write the out folder's files."""
@@ -371,7 +369,7 @@ class Run:
 
     def write_mistakes(self):
         """mistakes.png for the saved epoch's weights (at a stop, the live ones may be half an epoch on)."""
-        if not self.saved:
+        if not self.saved or self.model is None:  # nothing saved, or stopped before the model was made
             return
         try:
             self.model.load_state_dict(self.state["model"])

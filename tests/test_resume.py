@@ -194,3 +194,16 @@ def test_resume_from_a_damaged_checkpoint(saved_run, damage):
     code, err = refused(train_resnet, saved_run, "--epochs", 3)
     assert code == 1
     assert err.startswith(f"error: cannot resume: {path} is damaged or truncated") and "it was left as it is" in err
+
+
+def test_ctrl_c_before_a_resumed_run_trains_still_offers_to_resume(saved_run, monkeypatch):
+    def interrupted_while_loading(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_resnet, "mnist_loaders", interrupted_while_loading)
+    before = digest(saved_run)
+    code, out, err = run_main(train_resnet, "--epochs", 3, "--resume", "--out-dir", saved_run, "--no-show")
+    assert code == 130 and "Traceback" not in err
+    assert f"interrupted: the results of epoch 1 are in {saved_run}/" in err
+    assert err.rstrip().endswith(f"--epochs 3 --resume --out-dir {saved_run} --no-show")
+    assert digest(saved_run) == before
