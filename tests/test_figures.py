@@ -1,4 +1,5 @@
 """The figures beyond the accuracy plot: mistakes.png and runs side by side (python runs.py)."""
+import matplotlib.pyplot as plt
 import pytest
 import torch
 from torch import nn
@@ -37,6 +38,7 @@ def test_mistakes_are_the_wrong_predictions_most_confident_first():
     assert fig._suptitle.get_text() == "Lookup: 3 of 6 test images wrong (50.00%); the 3 most confident mistakes"
     captions = [t.get_text() for t in fig.axes[0].texts]
     assert captions[0].startswith("true 4, said 9\n") and len(captions) == 3
+    plt.close(fig)
 
 
 def write_metrics(folder, accuracies):
@@ -65,6 +67,7 @@ def test_runs_side_by_side(tmp_path):
     assert [line.get_label() for line in accuracy.lines] == [f"{a} (98.60%)", f"{b} (98.80%)"]
     assert list(accuracy.lines[0].get_ydata()) == [97.4, 98.3, 98.6]
     assert list(loss.lines[1].get_ydata()) == [1.0, 0.5]
+    plt.close(fig)
 
 
 def test_runs_side_by_side_writes_comparison_png_by_default(tmp_path, monkeypatch):
