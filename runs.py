@@ -20,6 +20,7 @@ import warnings
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.ticker import MaxNLocator
 
 from data import DataError, one_line
@@ -449,10 +450,13 @@ def main(argv=None):
     parser.add_argument("-o", "--output", default="comparison.png", help="where the figure goes")
     parser.add_argument("--no-show", action="store_true", help="only save the figure, never open a window")
     args = parser.parse_args(argv)
+    kind = os.path.splitext(args.output)[1].lstrip(".").lower() or "png"  # comparison.svg, .pdf, ... work too
+    if kind not in FigureCanvasBase.get_supported_filetypes():
+        parser.error(f"-o {args.output}: matplotlib cannot write .{kind} files; use .png, .svg or .pdf")
     runs = {os.path.normpath(folder): read_metrics(folder) for folder in args.folders}
     fig = plot_comparison(runs)
     try:
-        save_atomic(args.output, lambda f: fig.savefig(f, format="png", dpi=100))
+        save_atomic(args.output, lambda f: fig.savefig(f, format=kind, dpi=100))
     except OSError as e:
         plt.close(fig)
         raise SystemExit(f"error: cannot write {args.output}: {e.strerror or e}. Pick another path with -o.") from None

@@ -92,6 +92,15 @@ def test_a_folder_that_is_not_a_run_is_named(what, tmp_path):
     assert not (tmp_path / "c.png").exists()
 
 
+def test_the_figure_format_follows_the_file_name(tmp_path):
+    run = write_metrics(tmp_path / "run", [97.0, 98.0])
+    code, _, err = compare(run, "-o", tmp_path / "c.svg", "--no-show")
+    assert code == 0, err
+    assert (tmp_path / "c.svg").read_text().startswith("<?xml")
+    code, _, err = compare(run, "-o", tmp_path / "c.docx", "--no-show")
+    assert code == 2 and "matplotlib cannot write .docx files" in err and not (tmp_path / "c.docx").exists()
+
+
 def test_no_folders_is_a_usage_error():
     code, _, err = compare()
     assert code == 2 and err.startswith("usage: ") and "folders" in err
