@@ -56,8 +56,9 @@ def main(argv=None):
             parser.error(f"{flag} must be at least 1, got {value}")
     data_dir = os.path.abspath(args.data_dir)
     if not all(os.path.isfile(os.path.join(data_dir, "MNIST", "raw", name)) for name in MNIST_FILES):
-        # Before the clock starts, so that both sides find the same four unpacked files. Imported only
-        # here: data.py brings torch, and this process should stay small beside the two it times.
+        # Before the clock starts, so that both sides find the same four unpacked files. data.py (and its
+        # FILES, which MNIST_FILES repeats) is imported only here: it brings torch, a second of start-up
+        # that a ready data folder skips.
         from data import DataError, check_files, ensure_downloaded
 
         try:

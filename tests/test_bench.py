@@ -1,16 +1,13 @@
 """The speed comparison, run for a tiny amount of work on the shipped subset so that it cannot rot."""
 import importlib.util
 import re
-import subprocess
-import sys
 
-from conftest import ROOT
+from conftest import ROOT, run_script
 from test_faults import OFFLINE, run_main, use_proxy
 
 
 def test_compare_times_both_sides_and_prints_the_ratios(mnist_dir):
-    result = subprocess.run([sys.executable, "bench/compare.py", "resnet", "--epochs", "1", "--data-dir", str(mnist_dir)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = run_script("bench/compare.py", "resnet", "--epochs", 1, "--data-dir", mnist_dir)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"resnet, 1 epoch each, {mnist_dir}"
