@@ -123,6 +123,10 @@ def ensure_downloaded(data_dir):
         return
     from torchvision import datasets
 
+    made, path = [], os.path.abspath(folder)  # the folders the download will make, innermost first
+    while not os.path.isdir(path):
+        made.append(path)
+        path = os.path.dirname(path)
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # urllib waits forever on a silent network otherwise
     try:
@@ -130,6 +134,11 @@ def ensure_downloaded(data_dir):
     except Exception as e:
         if all_there():  # downloaded but not readable: check_files, next, names the file and what is wrong
             return
+        for path in made:  # a failed download leaves no empty folders behind
+            try:
+                os.rmdir(path)
+            except OSError:
+                break
         names = ", ".join(name for name, _, _ in FILES)
         raise DataError(
             f"MNIST is not in {folder}/ and could not be downloaded.\n"

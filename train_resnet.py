@@ -2,11 +2,13 @@
 
     python train_resnet.py  # 10 epochs; MNIST downloads into ./data on first run
     python train_resnet.py --epochs 2 --lr 0.05 --no-show  # flags override the constants below
-    python train_resnet.py --epochs 30 --resume  # go on from the last epoch saved in OUT_DIR
+    python train_resnet.py --epochs 30 --resume  # the latest run goes on to 30 epochs
 
 Edit the hyperparameters below, or override any of them on the command line (--help lists the flags).
-After every epoch the results so far are written to OUT_DIR: accuracy.png, metrics.csv, model.pt and
-checkpoint.pt. This file is the lesson; runs.py does the rest (flags, device, files, Ctrl-C, ...).
+Every run gets a folder of its own: OUT_DIR, or OUT_DIR-2, OUT_DIR-3, ... where OUT_DIR holds an earlier run.
+It gets settings.json (what the run was), and after every epoch the results so far: accuracy.png,
+metrics.csv, model.pt and checkpoint.pt. `python runs.py` compares the runs by what changed.
+This file is the lesson; runs.py does the rest (flags, device, folders, Ctrl-C, ...).
 train_inception.py and train_resnet.py are twins: `diff train_inception.py train_resnet.py` shows what the net changes.
 """
 import time
@@ -26,7 +28,7 @@ MOMENTUM = 0.5  # SGD momentum
 SEED = 0  # seeds the initial weights and the shuffling: on a CPU the same seed repeats a run exactly
 LOG_EVERY = 300  # print the mean training loss every LOG_EVERY batches, as the lecture does
 DATA_DIR = "data"  # MNIST lives in DATA_DIR/MNIST/raw/
-OUT_DIR = "runs/resnet"  # where the plot, the metrics, the weights and the checkpoint go
+OUT_DIR = "runs/resnet"  # the run's folder; a new run never replaces an earlier one
 
 NET = ResidualNet  # the model this script trains
 

@@ -23,6 +23,11 @@ sys.path.insert(0, ROOT)
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
+def peak_mib(usage):
+    # ru_maxrss is in KiB on Linux and in bytes on macOS.
+    return usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
 def measure(command):
     """Run command to its end; returns (wall seconds, peak resident MiB, its output)."""
     with tempfile.TemporaryFile("w+") as log:
@@ -36,7 +41,7 @@ def measure(command):
     if process.returncode != 0:
         tail = "\n".join(output.splitlines()[-15:])
         raise SystemExit(f"error: {' '.join(command)} exited with {process.returncode}:\n{tail}")
-    return seconds, usage.ru_maxrss / 1024, output  # ru_maxrss is in KiB on Linux
+    return seconds, peak_mib(usage), output
 
 
 def final_accuracy(output):
@@ -51,6 +56,9 @@ def main(argv=None):
     parser.add_argument("--data-dir", default="data", help="folder that holds MNIST/raw/")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each side; the order alternates, medians are compared")
     args = parser.parse_args(argv)
+    if not hasattr(os, "wait4"):  # Windows: no way to read a finished child's peak memory
+        raise SystemExit("error: bench/compare.py needs Linux or macOS (it reads each run's peak memory with os.wait4);"
+                         " on Windows, time the scripts by hand or use WSL")
     for flag, value in (("--epochs", args.epochs), ("--rounds", args.rounds)):
         if value < 1:
             parser.error(f"{flag} must be at least 1, got {value}")

@@ -33,10 +33,15 @@ def own_mnist(tmp_path):
     return write_mnist(tmp_path / "data")
 
 
+CPU = ("--device", "cpu")  # the tests of what a run does pin the CPU; tests/test_accelerator.py covers the rest
+
+
 def script_call(script, *args, env=None):
-    """The arguments of subprocess.run/Popen that start a training script from the repository root."""
+    """The arguments of subprocess.run/Popen that start a script from the repository root; a training script
+    runs on the CPU unless args name another --device (the last --device given counts)."""
+    pinned = CPU if script.startswith("train_") else ()
     return dict(
-        args=[sys.executable, str(ROOT / script), *map(str, args)],
+        args=[sys.executable, str(ROOT / script), *pinned, *map(str, args)],
         cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})), text=True,
     )
 

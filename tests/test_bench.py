@@ -1,6 +1,7 @@
 """The speed comparison, run for a tiny amount of work on the shipped subset so that it cannot rot."""
 import importlib.util
 import re
+import types
 
 from conftest import ROOT, run_script
 from test_faults import OFFLINE, run_main, use_proxy
@@ -23,10 +24,32 @@ def test_compare_times_both_sides_and_prints_the_ratios(mnist_dir):
     assert abs(float(ratios.group(1)) - time_ratio) < 0.1  # the ratio is of the two printed times
 
 
-def test_compare_refuses_a_folder_without_mnist(tmp_path, monkeypatch):
+def load_compare():
     spec = importlib.util.spec_from_file_location("bench_compare", ROOT / "bench" / "compare.py")
     compare = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(compare)
+    return compare
+
+
+def test_peak_memory_units_on_linux_and_macos(monkeypatch):
+    compare = load_compare()
+    usage = types.SimpleNamespace(ru_maxrss=512 * 1024)
+    monkeypatch.setattr(compare.sys, "platform", "linux")
+    assert compare.peak_mib(usage) == 512  # KiB
+    monkeypatch.setattr(compare.sys, "platform", "darwin")
+    usage.ru_maxrss = 512 * 1024 * 1024
+    assert compare.peak_mib(usage) == 512  # bytes
+
+
+def test_compare_on_windows_says_what_it_needs(monkeypatch):
+    compare = load_compare()
+    monkeypatch.delattr(compare.os, "wait4")
+    code, out, err = run_main(compare, "resnet")
+    assert code == 1 and err.startswith("error: bench/compare.py needs Linux or macOS")
+
+
+def test_compare_refuses_a_folder_without_mnist(tmp_path, monkeypatch):
+    compare = load_compare()
     use_proxy(monkeypatch, OFFLINE["http_proxy"])  # no download either
     code, out, err = run_main(compare, "inception", "--data-dir", tmp_path)
     assert code == 1 and out == ""

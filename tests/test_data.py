@@ -27,6 +27,10 @@ def test_train_batches_are_shuffled_images_with_their_own_labels(mnist_dir):
     pixels = (images * STD + MEAN).mul(255).round().to(torch.uint8)
     assert [lookup[bytes(p.squeeze(0).numpy())] for p in pixels] == labels.tolist()
     assert len(train_loader) == 32  # 2000 / 64 = 31 full batches and one of 16
+    # Shuffled: the first batch is not the file's first 64 images, nor any 64 in a row.
+    index = {bytes(image.numpy()): i for i, image in enumerate(raw.data)}
+    positions = [index[bytes(p.squeeze(0).numpy())] for p in pixels]
+    assert positions != sorted(positions) and max(positions) - min(positions) > 64
 
 
 def test_train_loader_visits_every_image_once_per_epoch_and_reshuffles():

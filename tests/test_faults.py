@@ -9,28 +9,35 @@ import os
 import signal
 import socket
 import subprocess
+import time
 import urllib.request
+import weakref
+import zipfile
 
 import pytest
 import torch
 
 import data
-import runs
+import figures
+import flags
+import folders
 import train_inception
 import train_resnet
-from conftest import run_script, script_call
+from conftest import CPU, run_script, script_call
 from data import FILES
 
 MODULES = [train_inception, train_resnet]
 
 
 def run_main(module, *args):
-    """Call a script's main() as `python script.py ARGS` would: returns (exit code, stdout, stderr)."""
+    """Call a script's main() as `python script.py ARGS` would: returns (exit code, stdout, stderr). A training
+    script runs on the CPU unless args name another --device."""
     out, err = io.StringIO(), io.StringIO()
     code = 0
+    pinned = CPU if hasattr(module, "NET") else ()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            module.main([str(a) for a in args])
+            module.main([*pinned, *map(str, args)])
         except SystemExit as e:  # what the interpreter does with it: a message goes to stderr, exit 1
             code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
             if isinstance(e.code, str):
@@ -82,11 +89,14 @@ def test_silent_network_gives_up_within_seconds(tmp_path, monkeypatch):
     proxy = f"http://127.0.0.1:{silent.getsockname()[1]}"
     use_proxy(monkeypatch, proxy)
     monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT", 0.2)
+    start = time.monotonic()
     try:
         with pytest.raises(data.DataError, match=r"download error: .*timed out"):
             data.mnist_loaders(tmp_path, 64, torch.device("cpu"))
     finally:
         silent.close()
+    # torchvision tries a second mirror, and start-up takes a moment: seconds, not the minutes of no timeout.
+    assert time.monotonic() - start < 10
 
 
 def truncate(path):
@@ -229,7 +239,7 @@ def test_impossible_constant_at_the_top_of_the_file_is_refused_too(module, monke
 def test_usage_error_from_the_command_line(tmp_path):
     result = run_script("train_resnet.py", "--lr", "-1", "--data-dir", tmp_path / "data")
     assert result.returncode == 2
-    assert "error: --lr must be a finite number above 0, got -1.0" in result.stderr
+    assert "error: --lr must be a finite number above 0, got -1" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -241,7 +251,7 @@ def test_divergence_stops_with_advice(mnist_dir, tmp_path):
     assert code == 1
     assert "the training loss became nan by epoch 1" in err
     assert "checked every 300 batches and at the end of each epoch" in err
-    assert "try a smaller learning rate than --lr 100.0" in err
+    assert "try a smaller learning rate than --lr 100;" in err
     assert err.rstrip().endswith("; nothing was saved.")
     assert sorted(os.listdir(tmp_path)) == []
 
@@ -265,44 +275,109 @@ def test_divergence_keeps_the_finished_epochs(module, mnist_dir, tmp_path, monke
     assert len(rows) == 1 and f"epoch 1: test accuracy {rows[0].split(',')[2]}%" in out
     weights = torch.load(tmp_path / "model.pt", weights_only=True)
     assert all(torch.isfinite(w).all() for w in weights.values())  # epoch 1's weights, not the broken ones
-    assert sorted(os.listdir(tmp_path)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "mistakes.png", "model.pt"]
+    assert sorted(os.listdir(tmp_path)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "mistakes.png", "model.pt", "settings.json"]
 
 
-@pytest.mark.parametrize("module", MODULES)
-def test_out_of_memory_keeps_the_finished_epochs(module, mnist_dir, tmp_path, monkeypatch):
-    real_train = module.train
+OUT_OF_MEMORY = {
+    "cuda": lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    "mps": lambda: RuntimeError("MPS backend out of memory (MPS allocated: 17.00 GB, other allocations: 1.2 GB)"),
+}
+
+
+@pytest.mark.parametrize("module, kind", [(train_inception, "cuda"), (train_resnet, "mps")])
+def test_out_of_memory_frees_the_failed_step_and_keeps_the_finished_epochs(module, kind, mnist_dir, tmp_path, monkeypatch):
+    real_train, step = module.train, []
 
     def train_out_of_memory(model, loader, optimizer, epoch, log_every):
-        if epoch == 2:  # what a batch too large for the GPU does
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if epoch == 2:  # what a batch too large for the GPU does, in the middle of a step
+            activations = torch.zeros(1000, 1000)
+            step.append(weakref.ref(activations))
+            raise OUT_OF_MEMORY[kind]()
         return real_train(model, loader, optimizer, epoch, log_every)
 
+    real_find, freed = figures.find_mistakes, []
+
+    def find_mistakes(model, loader):
+        freed.append(step[0]() is None and all(p.grad is None for p in model.parameters()))
+        return real_find(model, loader)
+
     monkeypatch.setattr(module, "train", train_out_of_memory)
+    monkeypatch.setattr(figures, "find_mistakes", find_mistakes)
     code, out, err = run_main(module, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
-    assert code == 1
+    assert code == 1 and "Traceback" not in err
     assert "error: out of memory on cpu with --batch-size 64: try a smaller batch" in err
-    assert f"the results of epoch 1 are in {tmp_path}/" in err
+    assert f"the results of epoch 1 are in {tmp_path}{os.sep}" in err
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
+    assert freed == [True]  # the failed step's tensors and the gradients were let go before mistakes.png
+    assert "mistakes: " in out and (tmp_path / "mistakes.png").exists()
+
+
+def test_out_of_memory_again_while_drawing_the_mistakes_skips_them(mnist_dir, tmp_path, monkeypatch):
+    real_train = train_resnet.train
+
+    def train_out_of_memory(model, loader, optimizer, epoch, log_every):
+        if epoch == 2:
+            raise OUT_OF_MEMORY["cuda"]()
+        return real_train(model, loader, optimizer, epoch, log_every)
+
+    def find_mistakes(model, loader):
+        raise OUT_OF_MEMORY["mps"]()
+
+    monkeypatch.setattr(train_resnet, "train", train_out_of_memory)
+    monkeypatch.setattr(figures, "find_mistakes", find_mistakes)
+    code, out, err = run_main(train_resnet, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 1 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("mistakes.png skipped: MPS backend out of memory") and len(lines) == 2
+    assert lines[1].startswith("error: out of memory on cpu") and not (tmp_path / "mistakes.png").exists()
+
+
+def fail_writing(monkeypatch, name, error, times=1):
+    """The second writing of name (epoch 2's) and the next times - 1 fail with error."""
+    real_save, calls = folders.save_atomic, []
+
+    def save_atomic(path, write):
+        if os.path.basename(path) == name:
+            calls.append(path)
+            if 2 <= len(calls) < 2 + times:
+                raise error
+        real_save(path, write)
+
+    monkeypatch.setattr(folders, "save_atomic", save_atomic)
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_a_failed_save_keeps_the_earlier_results(module, mnist_dir, tmp_path, monkeypatch):
-    real_save = runs.save_atomic
-    calls = []
-
-    def disk_full_in_epoch_2(path, write):
-        calls.append(path)
-        if len(calls) > len(runs.OUTPUTS):  # epoch 1 wrote its four files; epoch 2 fails on its first
-            raise OSError(28, "No space left on device")
-        real_save(path, write)
-
-    monkeypatch.setattr(runs, "save_atomic", disk_full_in_epoch_2)
+    fail_writing(monkeypatch, "model.pt", OSError(28, "No space left on device"))
     code, out, err = run_main(module, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
     assert code == 1
-    assert f"error: could not write the results of epoch 2 to {tmp_path}: No space left on device;" in err
-    assert f"the results of epoch 1 are in {tmp_path}/" in err
+    assert f"error: could not write the results of epoch 2 to {tmp_path}: model.pt: No space left on device;" in err
+    assert f"the results of epoch 1 are in {tmp_path}{os.sep}" in err
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
     assert "epoch 3:" not in out
+
+
+def test_a_failed_checkpoint_says_which_epoch_each_file_holds(mnist_dir, tmp_path, monkeypatch):
+    fail_writing(monkeypatch, "checkpoint.pt", PermissionError(13, "Permission denied"))
+    code, out, err = run_main(train_resnet, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 1
+    assert f"could not write the results of epoch 2 to {tmp_path}: checkpoint.pt: Permission denied;" in err
+    assert (f"{tmp_path}{os.sep} holds model.pt of epoch 2; checkpoint.pt, metrics.csv, accuracy.png of epoch 1"
+            " (--resume goes on from epoch 1)") in err
+    assert len(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["history"]) == 1
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("name", ["metrics.csv", "accuracy.png"])
+def test_a_results_file_held_open_by_another_program_is_a_warning(name, mnist_dir, tmp_path, monkeypatch):
+    # On Windows, replacing metrics.csv while Excel has it open fails with "Permission denied".
+    fail_writing(monkeypatch, name, PermissionError(13, "Permission denied"))
+    code, out, err = run_main(train_resnet, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 0, err
+    assert err == (f"warning: could not replace {tmp_path / name} (Permission denied; open in another program?);"
+                   " it still holds epoch 1, and is written again after the next epoch\n")
+    assert "epoch 3: test accuracy" in out
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 4  # written again: all three epochs
 
 
 # --- Ctrl-C ----------------------------------------------------------------------------------------
@@ -326,35 +401,42 @@ def test_ctrl_c_keeps_the_finished_epochs(mnist_dir, tmp_path):
     printed += rest.splitlines(keepends=True)
     assert process.returncode == 130
     assert "Traceback" not in err
-    assert "interrupted: the results of epochs 1-" in err and f" are in {out}/" in err
+    assert "interrupted: the results of epochs 1-" in err and f" are in {out}{os.sep}" in err
     finished = [line for line in printed if line.startswith("epoch ")]
     rows = (out / "metrics.csv").read_text().splitlines()[1:]
     assert len(rows) == len(finished) >= 2
     assert f"the results of epochs 1-{len(finished)} are in" in err
     model = train_resnet.NET()
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
-    assert sorted(os.listdir(out)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "mistakes.png", "model.pt"]  # no temporary files
+    files = ["accuracy.png", "checkpoint.pt", "metrics.csv", "mistakes.png", "model.pt", "settings.json"]
+    assert sorted(os.listdir(out)) == files  # no temporary files
 
 
 # --- the out folder --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("module", MODULES)
-@pytest.mark.parametrize("where", ["out-dir is a file", "out-dir is below a file", "model.pt is a folder"])
+@pytest.mark.parametrize("where", ["out-dir is a file", "out-dir is below a file"])
 def test_unwritable_out_dir_is_refused_before_training(module, where, mnist_dir, tmp_path):
     in_the_way = tmp_path / "results"
     in_the_way.write_text("my notes\n")
-    out_dir = {"out-dir is a file": in_the_way, "out-dir is below a file": in_the_way / "run1"}.get(where)
-    if out_dir is None:
-        out_dir = tmp_path / "out"
-        (out_dir / "model.pt").mkdir(parents=True)
+    out_dir = {"out-dir is a file": in_the_way, "out-dir is below a file": in_the_way / "run1"}[where]
     code, out, err = run_main(module, "--data-dir", mnist_dir, "--out-dir", out_dir, "--no-show")
     assert code == 1
-    assert f"error: cannot write results to {out_dir}" in err and "--out-dir" in err
-    reason = {"out-dir is a file": "is a file, not a folder", "out-dir is below a file": "Not a directory"}
-    assert reason.get(where, "model.pt is a folder") in err
+    assert f"error: cannot write results to {out_dir}: {in_the_way} is a file, not a folder. Pick another folder with --out-dir." in err
     assert "epoch" not in out and "device" not in out
-    assert in_the_way.read_text() == "my notes\n"
+    assert in_the_way.read_text() == "my notes\n" and os.listdir(tmp_path) == ["results"]
+
+
+def test_a_folder_that_is_not_empty_is_left_alone(mnist_dir, tmp_path):
+    mine = tmp_path / "out"
+    mine.mkdir()
+    (mine / "model.pt").write_text("my own model\n")  # anything of the user's: never written into
+    before = digest(mine)
+    code, out, err = run_main(train_resnet, "--epochs", 1, "--data-dir", mnist_dir, "--out-dir", mine, "--no-show")
+    assert code == 0, err
+    assert out.startswith(f"results: {mine}-2{os.sep} ({mine} is not empty; delete a run's folder to replace it)")
+    assert digest(mine) == before and (tmp_path / "out-2" / "model.pt").is_file()
 
 
 def test_unwritable_out_dir_from_the_command_line(mnist_dir, tmp_path):
@@ -377,8 +459,63 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(failure, tmp_
         raise failure
 
     with pytest.raises(type(failure)):
-        runs.save_atomic(str(target), write_half)
+        folders.save_atomic(str(target), write_half)
     assert target.read_text() == "old results\n"
     assert os.listdir(tmp_path) == ["metrics.csv"]
-    runs.save_atomic(str(target), lambda f: f.write(b"new results\n"))
+    folders.save_atomic(str(target), lambda f: f.write(b"new results\n"))
     assert target.read_text() == "new results\n"
+
+
+# --- other shells, other machines ------------------------------------------------------------------
+
+
+def test_output_piped_into_head_ends_quietly(mnist_dir, tmp_path):
+    out = tmp_path / "out"
+    args = ["--epochs", 1, "--log-every", 1, "--data-dir", mnist_dir, "--out-dir", out, "--no-show"]
+    process = subprocess.Popen(**script_call("train_resnet.py", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = process.stdout.readline()  # what `| head -1` reads, then it closes the pipe
+    process.stdout.close()
+    err = process.stderr.read()
+    process.wait(timeout=60)
+    assert first == f"results: {out}{os.sep}\n"
+    assert process.returncode == 1 and err == ""  # no "could not write the results", no traceback
+    assert not out.exists()  # nothing was saved, so nothing is left
+
+
+def test_the_resume_command_is_quoted_for_the_users_shell():
+    words = ["python", r"C:\Users\Li Lei\lecture 11\train_resnet.py", "--resume", "--out-dir", r"runs\resnet-2"]
+    assert flags.shell_join(words, windows=True) == r'python "C:\Users\Li Lei\lecture 11\train_resnet.py" --resume --out-dir runs\resnet-2'
+    assert flags.shell_join(words, windows=False) == r"python 'C:\Users\Li Lei\lecture 11\train_resnet.py' --resume --out-dir 'runs\resnet-2'"
+
+
+def test_a_script_on_another_drive_is_named_by_its_full_path(monkeypatch):
+    def relpath(path, start=None):  # what Windows does for D:\lecture\train_resnet.py seen from C:\Users
+        raise ValueError("path is on mount 'D:', start on mount 'C:'")
+
+    monkeypatch.setattr(os.path, "relpath", relpath)
+    assert flags.script_path("train_resnet.py") == os.path.abspath("train_resnet.py")
+
+
+def test_a_checkpoint_that_cannot_be_read_or_is_from_a_newer_torch_is_named(mnist_dir, tmp_path, monkeypatch):
+    code, _, err = run_main(train_resnet, "--epochs", 1, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 0, err
+    path = tmp_path / "checkpoint.pt"
+    whole = path.read_bytes()
+    real_load = torch.load
+
+    def load_without_permission(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(torch, "load", load_without_permission)
+    code, _, err = run_main(train_resnet, "--resume", "--epochs", 2, "--out-dir", tmp_path)
+    assert code == 1 and err.strip() == f"error: cannot resume: {path} cannot be read: Permission denied. Check the file's permissions."
+    monkeypatch.setattr(torch, "load", real_load)
+    # A newer torch writes a higher format version into the archive.
+    with zipfile.ZipFile(io.BytesIO(whole)) as old, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as new:
+        for name in old.namelist():
+            new.writestr(name, b"99\n" if name.endswith("/version") else old.read(name))
+    before = path.read_bytes()
+    code, _, err = run_main(train_resnet, "--resume", "--epochs", 2, "--out-dir", tmp_path)
+    assert code == 1 and "damaged" not in err
+    assert err.startswith(f"error: cannot resume: {path} was written by a newer torch than this one ({torch.__version__}); upgrade torch")
+    assert path.read_bytes() == before

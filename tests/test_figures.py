@@ -1,9 +1,13 @@
 """The figures beyond the accuracy plot: mistakes.png and runs side by side (python runs.py)."""
+import json
+import os
+
 import matplotlib.pyplot as plt
 import pytest
 import torch
 from torch import nn
 
+import figures
 import runs
 from data import MEAN, STD, Batches
 from test_faults import run_main
@@ -30,11 +34,11 @@ def test_mistakes_are_the_wrong_predictions_most_confident_first():
     logits[4, 9] = 12.0  # surest of all
     images = torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1).expand(6, 1, 28, 28).contiguous()
     loader = Batches(images, labels, batch_size=4)
-    wrong, predicted, confidence = runs.find_mistakes(Lookup(logits), loader)
+    wrong, predicted, confidence = figures.find_mistakes(Lookup(logits), loader)
     assert wrong.tolist() == [4, 1, 3] and predicted.tolist() == [9, 7, 8]
     assert confidence.tolist() == sorted(confidence.tolist(), reverse=True)
     assert confidence[0] == logits[4].softmax(0).max()
-    fig = runs.plot_mistakes(loader, wrong, predicted, confidence, "Lookup")
+    fig = figures.plot_mistakes(loader, wrong, predicted, confidence, "Lookup")
     assert fig._suptitle.get_text() == "Lookup: 3 of 6 test images wrong (50.00%); the 3 most confident mistakes"
     captions = [t.get_text() for t in fig.axes[0].texts]
     assert captions[0].startswith("true 4, said 9\n") and len(captions) == 3
@@ -53,29 +57,63 @@ def compare(*args):
     return run_main(runs, *args)
 
 
-def test_runs_side_by_side(tmp_path):
-    a = write_metrics(tmp_path / "runs" / "resnet", [97.4, 98.3, 98.6])
-    b = write_metrics(tmp_path / "runs" / "lr0.05", [98.0, 98.8])
-    out = tmp_path / "figures" / "both.png"
-    out.parent.mkdir()
-    code, stdout, err = compare(a, b, "-o", out, "--no-show")
-    assert code == 0, err
-    assert stdout == f"2 runs compared: {out}\n"
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    fig = runs.plot_comparison({str(a): runs.read_metrics(a), str(b): runs.read_metrics(b)})
-    accuracy, loss = fig.axes
-    assert [line.get_label() for line in accuracy.lines] == [f"{a} (98.60%)", f"{b} (98.80%)"]
-    assert list(accuracy.lines[0].get_ydata()) == [97.4, 98.3, 98.6]
-    assert list(loss.lines[1].get_ydata()) == [1.0, 0.5]
-    plt.close(fig)
+def write_settings(folder, **changed):
+    settings = {"net": "ResidualNet", "script": "train_resnet.py", "epochs": 3, "batch_size": 64, "lr": 0.01, "momentum": 0.5,
+                "seed": 0, "log_every": 300, "data_dir": "data", "device": "cpu", "data": {"train_images": 60000}}
+    (folder / "settings.json").write_text(json.dumps({**settings, **changed}))
 
 
-def test_runs_side_by_side_writes_comparison_png_by_default(tmp_path, monkeypatch):
+def labels(fig):
+    return [line.get_label() for line in fig.axes[0].lines]
+
+
+def test_runs_compared_by_what_differs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    write_metrics(tmp_path / "run", [90.0])
-    code, stdout, _ = compare("run", "--no-show")
-    assert code == 0 and stdout == "1 run compared: comparison.png\n"
-    assert (tmp_path / "comparison.png").stat().st_size > 1000
+    a = write_metrics(tmp_path / "runs" / "resnet", [97.4, 98.3, 98.6])
+    b = write_metrics(tmp_path / "runs" / "resnet-2", [98.0, 98.8])
+    write_settings(a)
+    write_settings(b, lr=0.05, epochs=2)
+    figs = []
+    monkeypatch.setattr(figures, "show", lambda fig, no_show: figs.append(fig))
+    code, stdout, err = compare("--no-show")  # every run under runs/
+    assert code == 0, err
+    assert labels(figs[0]) == ["resnet: lr 0.01 (98.60%)", "resnet-2: lr 0.05 (98.80%)"]  # only what differs
+    assert figs[0].texts[0].get_text() == "all runs: ResidualNet, batch 64, momentum 0.5, seed 0, 60,000 training images, cpu"
+    assert list(figs[0].axes[0].lines[0].get_ydata()) == [97.4, 98.3, 98.6]
+    assert list(figs[0].axes[1].lines[1].get_ydata()) == [1.0, 0.5]
+    lines = stdout.splitlines()
+    assert lines[0].split() == ["run", "net", "epochs", "final", "best", "(epoch)", "differs"]
+    assert lines[1].split() == [os.path.join("runs", "resnet"), "ResidualNet", "3", "98.60%", "98.60%", "(3)", "lr", "0.01"]
+    assert lines[2].split() == [os.path.join("runs", "resnet-2"), "ResidualNet", "2", "98.80%", "98.80%", "(2)", "lr", "0.05"]
+    assert lines[-1] == f"2 runs compared: {os.path.join('runs', 'comparison.png')}"
+    assert (tmp_path / "runs" / "comparison.png").stat().st_size > 1000 and not (tmp_path / "comparison.png").exists()
+    plt.close(figs[0])
+
+
+def test_runs_without_settings_files_compare_by_checkpoint_or_name(tmp_path, monkeypatch):
+    old = write_metrics(tmp_path / "old", [97.0, 98.0])  # made before settings files: its checkpoint says
+    torch.save({"net": "InceptionNet", "hyperparameters": {"batch_size": 64, "lr": 0.01, "momentum": 0.5, "seed": 0}}, old / "checkpoint.pt")
+    bare = write_metrics(tmp_path / "bare", [96.0])  # only metrics.csv: the name alone
+    edited = write_metrics(tmp_path / "edited", [95.0])
+    (edited / "settings.json").write_text('{"lr": 0.01,')  # hand-edited, broken
+    new = write_metrics(tmp_path / "new", [98.5])
+    write_settings(new)
+    figs = []
+    monkeypatch.setattr(figures, "show", lambda fig, no_show: figs.append(fig))
+    code, stdout, err = compare(old, bare, edited, new, "-o", tmp_path / "c.png")
+    assert code == 0, err
+    assert err.startswith(f"warning: {edited / 'settings.json'} cannot be read (") and f"comparing {edited} by its metrics.csv alone" in err
+    assert labels(figs[0]) == ["old: InceptionNet (98.00%)", "bare (96.00%)", "edited (95.00%)",
+                              "new: ResidualNet, 60,000 training images, cpu (98.50%)"]
+    assert figs[0].texts[0].get_text() == "all runs whose settings are known: batch 64, lr 0.01, momentum 0.5, seed 0"
+    assert stdout.splitlines()[2].split()[:2] == [str(bare), "?"]
+    plt.close(figs[0])
+
+
+def test_no_runs_to_compare(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = compare("--no-show")
+    assert code == 1 and err.startswith(f"error: no runs under runs{os.sep} to compare") and out == ""
 
 
 @pytest.mark.parametrize("what", ["no folder", "no metrics", "not metrics"])
@@ -101,6 +139,10 @@ def test_the_figure_format_follows_the_file_name(tmp_path):
     assert code == 2 and "matplotlib cannot write .docx files" in err and not (tmp_path / "c.docx").exists()
 
 
-def test_no_folders_is_a_usage_error():
-    code, _, err = compare()
-    assert code == 2 and err.startswith("usage: ") and "folders" in err
+def test_a_plot_of_one_epoch_has_whole_epochs_and_stays_under_100_percent():
+    fig = figures.plot([(1, 0.5, 99.9, 1.0)], "ResidualNet")
+    ax = fig.axes[0]
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks == [1.0]
+    assert ax.get_ylim()[1] == 100.0 and ax.get_ylim()[0] < 99.9
+    plt.close(fig)

@@ -43,14 +43,16 @@ def test_residual_block_adds_its_input():
     torch.manual_seed(0)
     block, x = ResidualBlock(8), torch.randn(2, 8, 6, 6)
     assert block(x).shape == x.shape
+    # The lecture's block, written out with its own (random, nonzero) weights: relu(x + conv2(relu(conv1(x)))).
+    expected = torch.relu(x + block.conv2(torch.relu(block.conv1(x))))
+    torch.testing.assert_close(block(x), expected)
+    without_skip = torch.relu(block.conv2(torch.relu(block.conv1(x))))
+    assert not torch.allclose(block(x), without_skip)  # the skip term is there
     with torch.no_grad():
         # With the second convolution silenced the block is relu(x + 0): the skip path alone.
         block.conv2.weight.zero_()
         block.conv2.bias.zero_()
         torch.testing.assert_close(block(x), torch.relu(x))
-        # With it back, the output is relu(x + F(x)).
-        block.conv2.bias.fill_(0.5)
-        torch.testing.assert_close(block(x), torch.relu(x + 0.5))
 
 
 def test_residual_net_computes_the_lectures_pool_of_relu():

@@ -1,6 +1,7 @@
 """--resume: a resumed run is the same run, bit for bit; a resume that cannot be right is refused and
 changes nothing."""
 import csv
+import os
 import shlex
 import shutil
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import pytest
 import torch
 
+import runs
 import train_inception
 import train_resnet
 from conftest import ROOT, script_call
@@ -63,7 +65,7 @@ def saved_run(resnet_1_epoch, tmp_path):
 
 def test_resnet_resumed_equals_uninterrupted(saved_run, resnet_2_epochs, mnist_dir):
     log = train(train_resnet, saved_run, "--epochs", 2, "--resume", mnist_dir=mnist_dir)
-    assert "resuming: epochs 1-1 are done" in log and "epoch 1:" not in log and "epoch 2:" in log
+    assert f"resuming: epoch 1 done in {saved_run}{os.sep}, on to epoch 2" in log and "epoch 1:" not in log and "epoch 2:" in log
     assert_same_results(saved_run, resnet_2_epochs)
 
 
@@ -74,18 +76,28 @@ def test_inception_resumed_equals_uninterrupted(mnist_dir, tmp_path):
     assert_same_results(tmp_path / "resumed", tmp_path / "whole")
 
 
-def test_checkpoint_holds_the_whole_run_as_cpu_tensors(saved_run):
+def test_checkpoint_holds_the_whole_run_and_its_data(saved_run):
     checkpoint = torch.load(saved_run / "checkpoint.pt", weights_only=True)
     assert checkpoint["net"] == "ResidualNet"
     assert checkpoint["hyperparameters"] == {"batch_size": 64, "lr": 0.01, "momentum": 0.5, "seed": 0}
+    assert checkpoint["data"]["train_images"] == 2000 and checkpoint["data"]["test_images"] == 500
+    assert checkpoint["environment"] == {"device": "cpu", "threads": torch.get_num_threads(), "torch": str(torch.__version__)}
     assert [row[0] for row in checkpoint["history"]] == [1]
     weights = torch.load(saved_run / "model.pt", weights_only=True)
     assert all(torch.equal(checkpoint["model"][name], w) for name, w in weights.items())
     buffers = [state["momentum_buffer"] for state in checkpoint["optimizer"]["state"].values()]
     assert len(buffers) == len(weights) and all(b.abs().sum() > 0 for b in buffers)
     assert checkpoint["generator"].dtype == torch.uint8  # the shuffle generator's state
-    tensors = list(checkpoint["model"].values()) + buffers + [checkpoint["generator"]]
-    assert all(t.device.type == "cpu" for t in tensors)
+
+
+def test_checkpoint_tensors_are_copies_not_the_live_ones():
+    """What runs.cpu_copies promises: copies (training goes on in the live tensors) on the CPU. The device
+    half is checked where an accelerator exists (tests/test_accelerator.py)."""
+    live = {"w": torch.ones(3), "step": 4}
+    saved = runs.cpu_copies(live)
+    live["w"].add_(1)
+    assert torch.equal(saved["w"], torch.ones(3)) and saved["step"] == 4
+    assert saved["w"].untyped_storage().data_ptr() != live["w"].untyped_storage().data_ptr()
 
 
 def test_extending_a_finished_run_covers_all_epochs(saved_run, mnist_dir):
@@ -95,10 +107,12 @@ def test_extending_a_finished_run_covers_all_epochs(saved_run, mnist_dir):
     assert torch.load(saved_run / "checkpoint.pt", weights_only=True)["history"][-1][0] == 3
 
 
-def test_without_resume_a_new_run_replaces_the_folder(saved_run, mnist_dir):
-    train(train_resnet, saved_run, "--epochs", 1, "--seed", 7, mnist_dir=mnist_dir)
-    checkpoint = torch.load(saved_run / "checkpoint.pt", weights_only=True)
-    assert checkpoint["hyperparameters"]["seed"] == 7 and len(checkpoint["history"]) == 1
+def test_without_resume_a_new_run_never_replaces_a_run(saved_run, mnist_dir):
+    before = digest(saved_run)
+    log = train(train_resnet, saved_run, "--epochs", 1, "--seed", 7, mnist_dir=mnist_dir)
+    assert log.startswith(f"results: {saved_run}-2{os.sep} ({saved_run} holds an earlier run; delete a run's folder to replace it)")
+    assert digest(saved_run) == before  # byte for byte
+    assert torch.load(f"{saved_run}-2/checkpoint.pt", weights_only=True)["hyperparameters"]["seed"] == 7
 
 
 def interrupt_in_epoch_2(out, how, mnist_dir):
@@ -121,14 +135,13 @@ def test_ctrl_c_in_the_middle_of_an_epoch_then_the_printed_command(tmp_path, res
     out = tmp_path / "out"
     code, stderr = interrupt_in_epoch_2(out, signal.SIGINT, mnist_dir)
     assert code == 130 and "Traceback" not in stderr
-    assert f"interrupted: the results of epoch 1 are in {out}/" in stderr
+    assert f"interrupted: the results of epoch 1 are in {out}{os.sep}" in stderr
     last = stderr.rstrip().splitlines()[-1]
-    assert last.startswith("  to go on from there: python ") and last.endswith(" --resume")
+    assert last == f"  to go on from there: python {ROOT / 'train_resnet.py'} --resume --out-dir {out} --device cpu --no-show"
     command = shlex.split(last.split(": ", 1)[1])
-    assert command[1] == str(ROOT / "train_resnet.py")  # as it was started
     code, stdout, stderr = run_main(train_resnet, *command[2:])  # the rest of the command, run in this process
     assert code == 0, stderr
-    assert "resuming: epochs 1-1 are done" in stdout
+    assert "resuming: epoch 1 done" in stdout and "on to epoch 2" in stdout  # the epochs the run was started with
     assert_same_results(out, resnet_2_epochs)
 
 
@@ -172,7 +185,7 @@ def test_resume_with_the_other_nets_checkpoint(saved_run):
 def test_resume_with_other_hyperparameters(saved_run, flag, given, saved):
     code, err = refused(train_resnet, saved_run, "--epochs", 3, flag, given)
     assert code == 2
-    assert f"--resume: {flag} {float(given) if flag in ('--lr', '--momentum') else given} differs from the saved run's {flag} {saved}" in err
+    assert f"--resume: {flag} {given} differs from the run's {flag} {saved} in {saved_run}" in err
     assert "to start a new run instead, leave out --resume" in err
 
 
@@ -205,5 +218,5 @@ def test_ctrl_c_before_a_resumed_run_trains_still_offers_to_resume(saved_run, mo
     code, out, err = run_main(train_resnet, "--epochs", 3, "--resume", "--out-dir", saved_run, "--no-show")
     assert code == 130 and "Traceback" not in err
     assert f"interrupted: the results of epoch 1 are in {saved_run}/" in err
-    assert err.rstrip().endswith(f"--epochs 3 --resume --out-dir {saved_run} --no-show")
+    assert err.rstrip().endswith(f"--resume --out-dir {saved_run} --epochs 3 --device cpu --no-show")
     assert digest(saved_run) == before

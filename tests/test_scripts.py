@@ -1,11 +1,14 @@
 """The two training scripts, end to end through their command line, on the shipped MNIST subset."""
 import csv
+import json
+import os
+import platform
 import re
 
 import pytest
 import torch
 
-import runs
+import flags
 import train_inception
 import train_resnet
 from conftest import run_script
@@ -27,7 +30,7 @@ def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
-    assert lines[0] == "device: cpu"
+    assert lines[:2] == [f"results: {out}{os.sep}", "device: cpu"]  # where the results go, first
     assert "[1,    30] loss: " in result.stdout  # the lecture's loss line
     epoch_lines = [line for line in lines if line.startswith("epoch ")]
     assert len(epoch_lines) == epochs
@@ -36,6 +39,13 @@ def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir
     assert final and final.group(2) == str(out / "accuracy.png")
 
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    settings = json.loads((out / "settings.json").read_text())  # what the run was
+    assert settings["net"] == SCRIPTS[script].NET.__name__ and settings["script"] == script
+    assert (settings["epochs"], settings["lr"], settings["batch_size"], settings["momentum"], settings["seed"]) == (epochs, lr, 64, 0.5, 0)
+    assert settings["log_every"] == 10 and settings["data_dir"] == str(mnist_dir) and settings["device"] == "cpu"
+    assert settings["versions"]["torch"] == str(torch.__version__) and settings["versions"]["python"] == platform.python_version()
+    assert settings["data"]["train_images"] == 2000 and settings["data"]["test_images"] == 500
+    assert settings["command"].startswith("python ") and f"--lr {lr}" in settings["command"]
     rows = read_metrics(out / "metrics.csv")
     assert [row["epoch"] for row in rows] == [str(e) for e in range(1, epochs + 1)]
     assert set(rows[0]) == {"epoch", "train_loss", "test_accuracy", "epoch_seconds"}
@@ -60,15 +70,19 @@ def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir
 
 
 @pytest.mark.parametrize("module", [train_inception, train_resnet])
-def test_same_seed_gives_identical_metrics(module, mnist_dir, tmp_path, capsys):
-    results = []
+def test_same_seed_gives_identical_weights_on_the_cpu(module, mnist_dir, tmp_path, capsys):
+    weights = []
     for name in ("a", "b", "c"):
         seed = 5 if name == "c" else 3
-        module.main(["--epochs", "2", "--seed", str(seed), "--data-dir", str(mnist_dir), "--out-dir", str(tmp_path / name), "--no-show"])
-        results.append([(r["epoch"], r["train_loss"], r["test_accuracy"]) for r in read_metrics(tmp_path / name / "metrics.csv")])
+        module.main(["--device", "cpu", "--epochs", "2", "--seed", str(seed), "--data-dir", str(mnist_dir), "--out-dir", str(tmp_path / name),
+                     "--no-show"])
+        weights.append(torch.load(tmp_path / name / "model.pt", weights_only=True))
     log = capsys.readouterr().out
-    assert results[0] == results[1]
-    assert results[0] != results[2]  # and the seed matters
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])  # bit for bit
+    assert not torch.equal(weights[0]["l1.weight"], weights[2]["l1.weight"])  # and the seed matters
+    metrics = [read_metrics(tmp_path / name / "metrics.csv") for name in ("a", "b")]
+    assert [(r["train_loss"], r["test_accuracy"]) for r in metrics[0]] == [(r["train_loss"], r["test_accuracy"]) for r in metrics[1]]
     assert log.count("final test accuracy") == 3
 
 
@@ -82,7 +96,8 @@ def test_help_shows_every_flag_with_its_default(module, capsys):
                           ("--log-every", 300), ("--data-dir", "data"), ("--out-dir", module.OUT_DIR), ("--device", "auto")]:
         described = options.split(f" {flag} ")[1].split(" --")[0]
         assert f"(default: {default})" in described, flag
-    assert "--no-show" in options and "--resume go on from the last finished epoch saved in --out-dir" in options
+    assert "--no-show" in options and "--resume go on from the last finished epoch of the latest run" in options
+    assert "mistakes.png and settings.json" in options
 
 
 def test_scripts_differ_only_where_the_nets_differ():
@@ -94,7 +109,7 @@ def test_scripts_differ_only_where_the_nets_differ():
 
 
 def test_device_choice(monkeypatch):
-    pick = runs.pick_device
+    pick = flags.pick_device
     assert pick("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
     assert pick("auto") == torch.device("cpu")
@@ -112,3 +127,13 @@ def test_device_choice(monkeypatch):
         pick("cuda")
     with pytest.raises(ValueError, match="'gpu' is not a device torch knows"):
         pick("gpu")
+
+
+def test_a_mistyped_flag_gets_a_hint(capsys):
+    with pytest.raises(SystemExit) as exit:
+        train_resnet.main(["--learning-rate", "0.1"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "unrecognized arguments: --learning-rate 0.1 (did you mean --lr?)" in err
+    with pytest.raises(SystemExit):
+        train_resnet.main(["--batchsize", "32"])
+    assert "(did you mean --batch-size?)" in capsys.readouterr().err

@@ -1,0 +1,130 @@
+"""Runs compared by what changed (`python runs.py`, no training): one line per run in a figure, labelled by
+its folder and the settings that differ between the runs compared; the settings they share go in a footnote.
+A table in the terminal gives each run's net, epochs done, final and best test accuracy, and what differs."""
+import argparse
+import csv
+import os
+import re
+import sys
+
+import torch
+
+import figures
+import folders
+from data import one_line
+from flags import HYPERPARAMETERS, short
+
+RUNS = "runs"  # the scripts' out folders are under it; compared when no folder is named
+COMPARED = ("net", *HYPERPARAMETERS, "data", "device")  # the settings that can tell runs apart
+SHOWN = {"net": "{}", "batch_size": "batch {}", "lr": "lr {}", "momentum": "momentum {}", "seed": "seed {}",
+         "data": "{} training images", "device": "{}"}
+
+
+def read_metrics(folder):
+    """(epochs, train losses, test accuracies) from folder/metrics.csv; exits with 1 naming what is wrong."""
+    path = os.path.join(folder, "metrics.csv")
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        columns = [[float(row[name]) for row in rows] for name in ("epoch", "train_loss", "test_accuracy")]
+        if not rows:
+            raise ValueError("it has no epochs")
+    except OSError as e:
+        raise SystemExit(f"error: cannot read {path}: {e.strerror or e}. Is {folder} the out folder of a run?") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise SystemExit(f"error: {path} is not a run's metrics ({one_line(e)}). Is {folder} the out folder of a run?") from None
+    return columns
+
+
+def run_settings(folder):
+    """The settings of the run in folder that COMPARED names, from its settings.json, else from its checkpoint
+    (runs made before settings files), else none. A file that cannot be read is named on stderr."""
+    try:
+        settings = folders.read_settings(folder)
+    except folders.SettingsError as e:
+        print(f"warning: {e}; comparing {folder} by its metrics.csv alone", file=sys.stderr)
+        return {}
+    if settings is None:
+        try:
+            checkpoint = torch.load(os.path.join(folder, "checkpoint.pt"), map_location="cpu", weights_only=True)
+            settings = {"net": checkpoint["net"], **checkpoint["hyperparameters"], "data": checkpoint.get("data")}
+        except Exception:  # no checkpoint either: the folder name alone says what it was
+            return {}
+    else:
+        settings = {**settings, "device": (settings.get("resumed") or [settings])[-1].get("device")}
+    found = {name: settings.get(name) for name in COMPARED}
+    if isinstance(found["data"], dict):
+        found["data"] = f"{found['data'].get('train_images', 0):,}"
+    return {name: value for name, value in found.items() if value is not None}
+
+
+def differences(settings):
+    """(names that differ between the runs, {name: value} that they share); runs whose settings are unknown
+    take no part (a setting that some know and some do not differs)."""
+    known = [s for s in settings if s]
+    names = [name for name in COMPARED if any(name in s for s in known)]
+    differ = [name for name in names if len({repr(s.get(name)) for s in known}) > 1]
+    shared = {name: known[0][name] for name in names if name not in differ}
+    return differ, shared
+
+
+def describe(settings, names):
+    return ", ".join(SHOWN[name].format(short(settings[name])) for name in names if name in settings)
+
+
+def natural(folder):
+    """runs/resnet, runs/resnet-2, runs/resnet-10: numbers in order, not as text."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", folder)]
+
+
+def find_runs(root):
+    try:
+        names = os.listdir(root)
+    except OSError:
+        names = []
+    return sorted((os.path.join(root, n) for n in names if os.path.isfile(os.path.join(root, n, "metrics.csv"))), key=natural)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="runs.py", description="Compare runs by what changed: test accuracy and training loss"
+                                     " per epoch, labelled by the settings that differ.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("folders", nargs="*", help=f"run folders (each with a metrics.csv); none: every run under {RUNS}/")
+    parser.add_argument("-o", "--output", default=os.path.join(RUNS, "comparison.png"), help="where the figure goes (.png, .svg, .pdf)")
+    parser.add_argument("--no-show", action="store_true", help="only save the figure, never open a window")
+    args = parser.parse_args(argv)
+    figures.check_format(parser, "-o", args.output)
+    run_folders = [os.path.normpath(f) for f in args.folders] or find_runs(RUNS)
+    if not run_folders:
+        raise SystemExit(f"error: no runs under {RUNS}{os.sep} to compare: train one first (python train_resnet.py),"
+                         " or name the run folders")
+    metrics = [read_metrics(folder) for folder in run_folders]
+    settings = [run_settings(folder) for folder in run_folders]
+    differ, shared = differences(settings)
+    names = [os.path.basename(f) for f in run_folders]
+    names = names if len(set(names)) == len(names) else run_folders
+    labels = [f"{name}: {describe(s, differ)}" if describe(s, differ) else name for name, s in zip(names, settings)]
+    print_table(run_folders, metrics, settings, differ, shared)
+    everyone = "all runs" if all(settings) else "all runs whose settings are known"
+    fig = figures.plot_comparison(dict(zip(labels, metrics)), shared=f"{everyone}: {describe(shared, shared)}" if shared else "")
+    try:
+        if os.path.dirname(args.output):
+            os.makedirs(os.path.dirname(args.output), exist_ok=True)
+        figures.save(fig, args.output)
+    except OSError as e:
+        figures.plt.close(fig)
+        raise SystemExit(f"error: cannot write {args.output}: {e.strerror or e}. Pick another path with -o.") from None
+    print(f"{len(run_folders)} run{'s' * (len(run_folders) != 1)} compared: {args.output}")
+    figures.show(fig, args.no_show)
+
+
+def print_table(run_folders, metrics, settings, differ, shared):
+    width = max(len("run"), *map(len, run_folders))
+    print(f"{'run':<{width}}  {'net':<12} {'epochs':>6} {'final':>8} {'best (epoch)':>14}  differs")
+    for folder, (epochs, _, accuracies), s in zip(run_folders, metrics, settings):
+        best = max(range(len(accuracies)), key=accuracies.__getitem__)
+        best_text = f"{accuracies[best]:.2f}% ({int(epochs[best])})"
+        print(f"{folder:<{width}}  {s.get('net', '?'):<12} {int(epochs[-1]):>6} {accuracies[-1]:>7.2f}% {best_text:>14}"
+              f"  {describe(s, [n for n in differ if n != 'net']) or '-'}")
+    if shared:
+        print(f"shared by all: {describe(shared, shared)}")

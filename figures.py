@@ -1,0 +1,159 @@
+"""The figures: a run's accuracy plot and mistakes.png, runs side by side, and the skip-connection experiment.
+
+Each function returns a matplotlib figure; save() writes one whole or not at all, show() opens it."""
+import math
+import os
+import warnings
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.backend_bases import FigureCanvasBase
+from matplotlib.ticker import MaxNLocator
+
+from folders import save_atomic
+
+MISTAKES_SHOWN = 48  # the most confident mistakes drawn in mistakes.png
+
+
+def save(fig, path):
+    """Write fig to path in the format its name says (.png, .svg, .pdf, ...), atomically."""
+    save_atomic(path, lambda f: fig.savefig(f, format=file_format(path), dpi=100))
+
+
+def file_format(path):
+    return os.path.splitext(path)[1].lstrip(".").lower() or "png"
+
+
+def check_format(parser, flag, path):
+    """A usage error for a figure file that matplotlib cannot write."""
+    if file_format(path) not in FigureCanvasBase.get_supported_filetypes():
+        parser.error(f"{flag} {path}: matplotlib cannot write .{file_format(path)} files; use .png, .svg or .pdf")
+
+
+def show(fig, no_show):
+    if not no_show:
+        with warnings.catch_warnings():  # a machine without a display has no window to open: the file is enough
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                plt.show()
+            except KeyboardInterrupt:  # closing the window with Ctrl-C: the file is written already
+                pass
+    plt.close(fig)
+
+
+def epoch_axis(ax, last_epoch):
+    # Whole epochs only, and room either side: one or two epochs look like ten do, not like 0.945 ... 1.050.
+    if last_epoch <= 12:
+        ax.set_xticks(range(1, last_epoch + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(0.5, last_epoch + 0.5)
+
+
+def accuracy_axis(ax, accuracies):
+    low, high = min(accuracies), max(accuracies)
+    pad = max(0.5, 0.1 * (high - low))
+    ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad))  # never above 100%
+
+
+def plot(history, net_name):
+    """Test accuracy per epoch, the best epoch marked. history: (epoch, train_loss, test_accuracy, seconds) rows."""
+    epochs = [row[0] for row in history]
+    accuracy = [row[2] for row in history]
+    best = max(range(len(accuracy)), key=accuracy.__getitem__)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(epochs, accuracy, marker="o", clip_on=False)
+    ax.plot(epochs[best], accuracy[best], "r*", markersize=15, clip_on=False, label=f"best: {accuracy[best]:.2f}% (epoch {epochs[best]})")
+    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"{net_name} on MNIST: final test accuracy {accuracy[-1]:.2f}%")
+    epoch_axis(ax, epochs[-1])
+    accuracy_axis(ax, accuracy)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+@torch.inference_mode()
+def find_mistakes(model, loader):
+    """The test images that model gets wrong, the most confident mistakes first: (index, predicted, confidence)."""
+    model.eval()
+    probabilities = torch.cat([model(images).softmax(dim=1) for images, _ in loader])
+    confidence, predicted = probabilities.max(dim=1)
+    wrong = (predicted != loader.labels).nonzero().squeeze(1)
+    wrong = wrong[confidence[wrong].argsort(descending=True, stable=True)]
+    return wrong.cpu(), predicted[wrong].cpu(), confidence[wrong].cpu()
+
+
+def plot_mistakes(loader, wrong, predicted, confidence, net_name):
+    shown = min(len(wrong), MISTAKES_SHOWN)
+    columns, rows = 8, max(1, math.ceil(shown / 8))
+    # One picture of all the digits, each in a cell with room above it for its caption: far quicker to
+    # draw than 48 separate axes.
+    cell_w, cell_h = 36, 46
+    mosaic = torch.zeros(rows * cell_h, columns * cell_w, dtype=torch.uint8)
+    index = wrong[:shown].to(loader.labels.device)
+    images, labels = loader.images[index].cpu(), loader.labels[index].cpu()
+    fig = plt.figure(figsize=(columns * 1.25, rows * 1.6 + 0.5))
+    ax = fig.add_axes((0.01, 0.01, 0.98, 1 - 0.45 / fig.get_figheight()))
+    for i in range(shown):
+        top, left = (i // columns) * cell_h + cell_h - 32, (i % columns) * cell_w + 4
+        mosaic[top : top + 28, left : left + 28] = images[i, 0]
+        ax.text(left + 14, top - 2, f"true {labels[i]}, said {predicted[i]}\n{100 * confidence[i]:.0f}% sure",
+                ha="center", va="bottom", fontsize=8)
+    ax.imshow(mosaic.numpy(), cmap="gray_r", vmin=0, vmax=255)
+    ax.axis("off")
+    total = len(loader.labels)
+    fig.suptitle(f"{net_name}: {len(wrong)} of {total:,} test images wrong ({100 * len(wrong) / total:.2f}%);"
+                 f" the {shown} most confident mistakes", fontsize=10, y=1 - 0.1 / fig.get_figheight(), va="top")
+    return fig
+
+
+def plot_comparison(runs, shared=""):
+    """runs: {label: (epochs, train losses, test accuracies)} -> accuracy and loss side by side; shared: a footnote."""
+    fig, (accuracy, loss) = plt.subplots(1, 2, figsize=(11, 4.4))
+    for label, (epochs, losses, accuracies) in runs.items():
+        line, = accuracy.plot(epochs, accuracies, marker="o", markersize=3, label=f"{label} ({accuracies[-1]:.2f}%)")
+        loss.plot(epochs, losses, marker="o", markersize=3, color=line.get_color(), label=label)
+    accuracy.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy per epoch (final in brackets)")
+    loss.set(xlabel="epoch", ylabel="mean training loss", yscale="log", title="mean training loss per epoch")
+    last = max(int(max(epochs)) for epochs, _, _ in runs.values())
+    accuracy_axis(accuracy, [a for _, _, accuracies in runs.values() for a in accuracies])
+    for ax in (accuracy, loss):
+        epoch_axis(ax, last)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if shared:
+        fig.text(0.5, 0.01, shared, ha="center", va="bottom", fontsize=8, color="0.3")
+    fig.tight_layout(rect=(0, 0.04 if shared else 0, 1, 1))
+    return fig
+
+
+def plot_skip(results, loss_every):
+    """The skip-connection experiment: results[(variant, depth)] = dict(first_step, epoch_mean, losses, accuracy)."""
+    depths = sorted({depth for _, depth in results})
+    deepest = depths[-1]
+    colors = {"residual": "tab:blue", "plain": "tab:red"}
+    fig, (norms, loss, accuracy) = plt.subplots(1, 3, figsize=(15, 4.4))
+    for variant, color in colors.items():
+        found = results.get((variant, deepest))
+        if found is None:
+            continue
+        blocks = range(1, deepest + 1)
+        # A gradient of exactly 0 has no place on a log scale: left out (a gap in the line).
+        first, mean = ([g if g > 0 else float("nan") for g in found[key]] for key in ("first_step", "epoch_mean"))
+        norms.plot(blocks, first, marker="o", color=color, label=f"{variant}, first step")
+        norms.plot(blocks, mean, marker=".", ls="--", color=color, label=f"{variant}, mean over epoch 1")
+        loss.plot(*zip(*found["losses"]), color=color, label=f"{variant}, {deepest} blocks")
+        accuracy.plot(depths, [results[(variant, d)]["accuracy"] for d in depths], marker="o", color=color, label=variant)
+    norms.set(yscale="log", xlabel="block (1 = nearest the input)", ylabel="gradient norm of the block's weights",
+              title=f"gradients reaching each of {deepest} blocks")
+    norms.xaxis.set_major_locator(MaxNLocator(integer=True))
+    loss.set(xlabel="SGD step", ylabel=f"training loss (mean of {loss_every} batches)", title=f"training loss, {deepest} blocks")
+    accuracy.set(xscale="log", xlabel="blocks", ylabel="test accuracy (%)", title="test accuracy against depth", ylim=(0, 100))
+    accuracy.set_xticks(depths, [str(d) for d in depths])
+    accuracy.minorticks_off()
+    for ax in (norms, loss, accuracy):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

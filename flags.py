@@ -1,0 +1,134 @@
+"""The command line: the flags of the training scripts (their defaults are the script's constants),
+their checks, and the device they name. A usage error exits with 2 before anything is loaded."""
+import argparse
+import difflib
+import math
+import os
+import shlex
+import subprocess
+import sys
+
+import torch
+
+TYPED_NOT = object()  # the value of a flag that was not typed on the command line
+HYPERPARAMETERS = ("batch_size", "lr", "momentum", "seed")  # what makes the run: a resumed run keeps them
+MISTYPED = {"--learning-rate": "--lr", "--learning_rate": "--lr", "--bs": "--batch-size", "--batch": "--batch-size",
+            "--epoch": "--epochs", "--out": "--out-dir", "--output": "--out-dir", "--data": "--data-dir", "--gpu": "--device",
+            "--cuda": "--device"}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a hint for a mistyped flag (--learning-rate: did you mean --lr?)."""
+
+    def error(self, message):
+        if message.startswith("unrecognized arguments:"):
+            known = [option for action in self._actions for option in action.option_strings]
+            for word in message.split(":", 1)[1].split():
+                flag = word.split("=")[0]
+                guess = MISTYPED.get(flag) or next(iter(difflib.get_close_matches(flag, known, n=1, cutoff=0.6)), None)
+                if flag.startswith("-") and guess in known:
+                    message += f" (did you mean {guess}?)"
+                    break
+        super().error(message)
+
+
+def short(value):
+    """A number as a person would type it: 0.01, 1e+09, 64."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def at_least_one(parser, **values):
+    for name, value in values.items():
+        if value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
+def parse_args(argv, description, defaults):
+    """(parser, args, typed): the flags with the script's constants as defaults, checked; typed names the flags
+    given on the command line (a resumed run keeps its own settings for the others)."""
+    parser = Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = defaults
+    parser.add_argument("--epochs", type=int, default=d["epochs"], help="train until this many epochs are done")
+    parser.add_argument("--batch-size", type=int, default=d["batch_size"], help="images per SGD step")
+    parser.add_argument("--lr", type=float, default=d["lr"], help="learning rate")
+    parser.add_argument("--momentum", type=float, default=d["momentum"], help="SGD momentum, in [0, 1)")
+    parser.add_argument("--seed", type=int, default=d["seed"], help="random seed")
+    parser.add_argument("--log-every", type=int, default=d["log_every"], help="batches between loss lines")
+    parser.add_argument("--data-dir", default=d["data_dir"], help="folder that holds (or receives) MNIST/raw/")
+    parser.add_argument("--out-dir", default=d["out_dir"],
+                        help="folder for accuracy.png, metrics.csv, model.pt, checkpoint.pt, mistakes.png and settings.json;"
+                             " if it holds a run already, the next free OUT_DIR-2, OUT_DIR-3, ...")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on from the last finished epoch of the latest run (OUT_DIR, OUT_DIR-2, ...) or of --out-dir")
+    add_device_flag(parser)
+    parser.add_argument("--no-show", action="store_true", help="only save the plot, never open a window")
+    # Every flag starts as TYPED_NOT, so that what was typed can be told from a default.
+    namespace = argparse.Namespace(**{action.dest: TYPED_NOT for action in parser._actions if action.dest != "help"})
+    args = parser.parse_args(argv, namespace)
+    typed = {name for name, value in vars(args).items() if value is not TYPED_NOT}
+    for action in parser._actions:
+        if getattr(args, action.dest, None) is TYPED_NOT:
+            setattr(args, action.dest, action.default)
+    # Checked here rather than by argparse so that values edited at the top of a script are checked too.
+    at_least_one(parser, epochs=args.epochs, batch_size=args.batch_size, log_every=args.log_every)
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        parser.error(f"--lr must be a finite number above 0, got {short(args.lr)}")
+    if not 0 <= args.momentum < 1:
+        parser.error(f"--momentum must be in [0, 1), got {short(args.momentum)}")
+    if not 0 <= args.seed < 2**64:  # what torch.manual_seed takes
+        parser.error(f"--seed must be from 0 to 2**64 - 1, got {args.seed}")
+    check_device(parser, args)
+    return parser, args, typed
+
+
+def add_device_flag(parser):
+    parser.add_argument("--device", default="auto", help="auto (CUDA, else another accelerator, else CPU), cpu, cuda, cuda:1, mps, ...")
+
+
+def check_device(parser, args):
+    """Replace args.device by the torch.device it names, or exit with a usage error."""
+    try:
+        args.device = pick_device(args.device)
+    except ValueError as e:
+        parser.error(f"--device: {e}")
+
+
+def pick_device(name):
+    accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+    if name == "auto":  # torch reports CUDA first when there is a CUDA GPU
+        return accelerator or torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"'{name}' is not a device torch knows; use auto, cpu, cuda, mps, ...") from None
+    if device.type == "cpu":
+        return device
+    if accelerator is None or device.type != accelerator.type:
+        have = f"this machine has {accelerator.type}" if accelerator else "this machine has no accelerator torch can use"
+        raise ValueError(f"'{name}' is not available ({have}); use --device auto or cpu")
+    if device.index is not None and device.index >= torch.accelerator.device_count():
+        raise ValueError(f"'{name}' is not available (this machine has {torch.accelerator.device_count()} {device.type} devices)")
+    return device
+
+
+def script_path(script):
+    """The script as the user would type it from here: relative where it can be (not across Windows drives)."""
+    try:
+        return os.path.relpath(script)
+    except ValueError:  # on another drive than the working directory
+        return os.path.abspath(script)
+
+
+def shell_join(words, windows=None):
+    """A command line that the user's shell reads back as these words: cmd.exe / PowerShell quoting on Windows."""
+    if windows if windows is not None else sys.platform == "win32":
+        return subprocess.list2cmdline(words)
+    return shlex.join(words)
+
+
+def prepare(device):
+    """The memory format the nets run in on device (and cuDNN told to pick its fastest kernels)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # the shapes never change, so let cuDNN time its kernels once
+    # channels_last makes CPU convolutions faster (about 1.4x per step here); GPUs keep their default.
+    return torch.channels_last if device.type == "cpu" else torch.preserve_format

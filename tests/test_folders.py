@@ -1,0 +1,157 @@
+"""Every run kept: a new run never replaces another, each says what it was, and --resume finds the run."""
+import json
+import os
+import shutil
+import threading
+
+import pytest
+import torch
+
+import folders
+import train_resnet
+from conftest import write_mnist
+from test_faults import OFFLINE, digest, run_main, use_proxy
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch, mnist_dir):
+    """A working directory as a learner's: runs/ appears in it, data from the shipped subset."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def train(*args, mnist_dir, module=train_resnet):
+    code, out, err = run_main(module, "--log-every", 10, "--data-dir", mnist_dir, "--no-show", *args)
+    assert code == 0, err
+    return out
+
+
+def test_two_runs_in_a_row_keep_both_folders(here, mnist_dir):
+    first = train("--epochs", 1, mnist_dir=mnist_dir)
+    assert first.startswith(f"results: {os.path.join('runs', 'resnet')}{os.sep}\n")
+    kept = digest(here / "runs" / "resnet")
+    second = train("--epochs", 1, "--lr", 0.05, mnist_dir=mnist_dir)
+    assert second.startswith(f"results: {os.path.join('runs', 'resnet-2')}{os.sep} ({os.path.join('runs', 'resnet')} holds an earlier run;")
+    assert second.rstrip().endswith(f"plot: {os.path.join('runs', 'resnet-2', 'accuracy.png')}")
+    assert digest(here / "runs" / "resnet") == kept  # byte for byte
+    assert sorted(os.listdir(here / "runs")) == ["resnet", "resnet-2"]
+    assert json.loads((here / "runs" / "resnet-2" / "settings.json").read_text())["lr"] == 0.05
+
+
+def test_runs_started_at_the_same_moment_get_their_own_folders(tmp_path):
+    (tmp_path / "runs" / "resnet").mkdir(parents=True)  # empty: the first to come takes it
+    start, claimed = threading.Barrier(8), []
+
+    def claim():
+        start.wait()
+        claimed.append(folders.claim(str(tmp_path / "runs" / "resnet"))[0])
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    base = str(tmp_path / "runs" / "resnet")
+    assert sorted(claimed) == sorted([base] + [f"{base}-{n}" for n in range(2, 9)])  # eight folders, none shared
+    assert all(os.listdir(folder) == ["settings.json"] for folder in claimed)
+
+
+def test_a_file_in_the_way_is_not_a_folder(tmp_path):
+    (tmp_path / "notes").write_text("mine\n")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        folders.claim(str(tmp_path / "notes"))
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        folders.claim(str(tmp_path / "notes" / "run"))
+    assert (tmp_path / "notes").read_text() == "mine\n"
+
+
+def test_resume_goes_on_with_the_latest_run_and_its_own_settings(here, mnist_dir):
+    train("--epochs", 1, mnist_dir=mnist_dir)
+    train("--epochs", 2, "--lr", 0.05, "--seed", 3, mnist_dir=mnist_dir)  # runs/resnet-2
+    os.remove(here / "runs" / "resnet-2" / "metrics.csv")  # as if stopped: it is written again
+    log = train("--resume", "--epochs", 3, mnist_dir=mnist_dir)
+    assert log.startswith(f"resuming the latest run of train_resnet.py: {os.path.join('runs', 'resnet-2')}{os.sep}\n")
+    assert "note: LR is 0.01 at the top of train_resnet.py, but this run goes on with its own --lr 0.05" in log
+    assert "note: SEED is 0 at the top of train_resnet.py, but this run goes on with its own --seed 3" in log
+    checkpoint = torch.load(here / "runs" / "resnet-2" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["hyperparameters"]["lr"] == 0.05 and len(checkpoint["history"]) == 3
+    settings = json.loads((here / "runs" / "resnet-2" / "settings.json").read_text())
+    assert settings["epochs"] == 2 and [r["epochs"] for r in settings["resumed"]] == [3]  # what was asked, kept
+    assert len(torch.load(here / "runs" / "resnet" / "checkpoint.pt", weights_only=True)["history"]) == 1  # untouched
+    # With --out-dir, exactly that folder.
+    log = train("--resume", "--epochs", 2, "--out-dir", os.path.join("runs", "resnet"), mnist_dir=mnist_dir)
+    assert "resuming the latest" not in log and f"done in {os.path.join('runs', 'resnet')}{os.sep}, on to epoch 2" in log
+
+
+def test_resume_alone_goes_on_to_the_epochs_the_run_was_started_with(here, mnist_dir):
+    train("--epochs", 2, mnist_dir=mnist_dir)
+    folder = here / "runs" / "resnet"
+    before = digest(folder)
+    code, _, err = run_main(train_resnet, "--resume", "--no-show")  # a finished run: asks for more epochs
+    assert code == 2 and "has finished the 2 epochs it was asked for; to go on, ask for more, e.g. --epochs 12" in err
+    assert digest(folder) == before
+    # As after a Ctrl-C in epoch 2: the checkpoint and files of epoch 1.
+    shutil.rmtree(folder)
+    train("--epochs", 1, mnist_dir=mnist_dir)
+    settings = json.loads((folder / "settings.json").read_text())
+    (folder / "settings.json").write_text(json.dumps({**settings, "epochs": 2}))
+    log = train("--resume", mnist_dir=mnist_dir)
+    assert "on to epoch 2" in log and "epoch 2: test accuracy" in log
+
+
+def test_resume_refuses_a_typed_flag_that_differs_and_another_data_set(here, mnist_dir, tmp_path):
+    train("--epochs", 1, "--lr", 0.05, mnist_dir=mnist_dir)
+    folder = here / "runs" / "resnet"
+    before = digest(folder)
+    code, _, err = run_main(train_resnet, "--resume", "--epochs", 2, "--lr", 0.01, "--no-show")
+    assert code == 2 and "--resume: --lr 0.01 differs from the run's --lr 0.05" in err
+    assert digest(folder) == before
+    other = write_mnist(tmp_path / "other")  # the same images, one label fewer in each split: other data
+    for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        raw = (other / "MNIST" / "raw" / name).read_bytes()
+        images = name.replace("labels-idx1", "images-idx3")
+        image_bytes = (other / "MNIST" / "raw" / images).read_bytes()
+        count = int.from_bytes(raw[4:8], "big") - 1
+        (other / "MNIST" / "raw" / name).write_bytes(raw[:4] + count.to_bytes(4, "big") + raw[8:-1])
+        (other / "MNIST" / "raw" / images).write_bytes(image_bytes[:4] + count.to_bytes(4, "big") + image_bytes[8:-784])
+    code, out, err = run_main(train_resnet, "--resume", "--epochs", 2, "--data-dir", other, "--no-show")
+    assert code == 2 and "Traceback" not in err
+    assert f"--resume: the run in {os.path.join('runs', 'resnet')} was trained on 2,000 training and 500 test images" in err
+    assert f"but {other} holds 1,999 training and 499 test images" in err and f"(it used --data-dir {mnist_dir})" in err
+    assert digest(folder) == before and "epoch 2" not in out
+    # The same MNIST in another folder is the same data.
+    copy = write_mnist(tmp_path / "copy")
+    log = train("--resume", "--epochs", 2, "--data-dir", copy, mnist_dir=copy)
+    assert "epoch 2: test accuracy" in log
+
+
+def test_a_run_from_before_settings_files_resumes_and_gets_one(here, mnist_dir):
+    train("--epochs", 1, mnist_dir=mnist_dir)
+    folder = here / "runs" / "resnet"
+    os.remove(folder / "settings.json")
+    checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
+    del checkpoint["data"], checkpoint["environment"]  # as an older checkpoint was
+    torch.save(checkpoint, folder / "checkpoint.pt")
+    log = train("--resume", "--epochs", 2, mnist_dir=mnist_dir)
+    assert "on to epoch 2" in log
+    settings = json.loads((folder / "settings.json").read_text())
+    assert settings["started"] is None and settings["resumed"][0]["epochs"] == 2 and settings["lr"] == 0.01
+
+
+def test_resumed_elsewhere_says_it_is_no_longer_bit_identical(here, mnist_dir):
+    train("--epochs", 1, mnist_dir=mnist_dir)
+    checkpoint_path = here / "runs" / "resnet" / "checkpoint.pt"
+    checkpoint = torch.load(checkpoint_path, weights_only=True)
+    checkpoint["environment"] = {**checkpoint["environment"], "device": "cuda:0", "threads": 64}
+    torch.save(checkpoint, checkpoint_path)
+    log = train("--resume", "--epochs", 2, mnist_dir=mnist_dir)
+    notes = [line for line in log.splitlines() if "no longer bit-identical" in line]
+    assert notes == [f"note: resumed with another device cuda:0 -> cpu, threads 64 -> {torch.get_num_threads()}:"
+                     " the run goes on, but is no longer bit-identical to an uninterrupted one"]
+
+
+def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(here, tmp_path, monkeypatch):
+    use_proxy(monkeypatch, OFFLINE["http_proxy"])
+    code, _, err = run_main(train_resnet, "--data-dir", tmp_path / "empty" / "data", "--out-dir", tmp_path / "new" / "run", "--no-show")
+    assert code == 1 and "MNIST is not in" in err
+    assert not (tmp_path / "new").exists() and not (tmp_path / "empty").exists()
