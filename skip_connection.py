@@ -1,0 +1,171 @@
+"""Why the skip connection: lecture 11's claim about ResidualBlock, measured on MNIST.
+
+    python skip_connection.py                        # 1, 2, 5, 10 and 20 blocks, one epoch each (minutes on a CPU)
+    python skip_connection.py --depths 10,20 --epochs 2 --device cuda
+
+The lecture says that a deep stack of plain layers stops learning because the gradient shrinks on its way
+back through them, and that the block's `x + F(x)` fixes it: its gradient is 1 + dF/dx, never much below 1.
+Here the lecture's first convolution and pooling are followed by DEPTH of its ResidualBlock(16), or of the
+same block without `+ x` (PlainBlock, which differs in that one line), and a linear layer. Each pair of
+nets starts from the same weights and sees the same batches. Printed: per depth and variant, the gradient
+norm reaching the first and the last block (at the first SGD step, and its mean over the first epoch), the
+last training loss and the test accuracy; drawn: the same in one figure (--out).
+"""
+import argparse
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import figures
+import flags
+from data import DataError, mnist_loaders
+from models import ResidualBlock
+
+# The lecture's hyperparameters; the depths are this experiment's.
+DEPTHS = "1,2,5,10,20"  # numbers of blocks stacked, comma-separated
+EPOCHS = 1  # passes over the 60,000 training images for each net
+BATCH_SIZE, LR, MOMENTUM, SEED = 64, 0.01, 0.5, 0
+CHANNELS = 16  # the lecture's first ResidualBlock
+LOSS_EVERY = 50  # batches per point of the training-loss curve
+DATA_DIR = "data"
+OUT = "runs/skip_connection.png"
+
+
+class PlainBlock(ResidualBlock):
+    """ResidualBlock without its skip connection: relu(conv2(relu(conv1(x)))). The same layers, one line changed."""
+
+    def forward(self, x):
+        y = F.relu(self.conv1(x))
+        y = self.conv2(y)
+        return F.relu(y)  # ResidualBlock: F.relu(x + y)
+
+
+class Stack(nn.Module):
+    """The lecture's conv 5x5 -> pool -> relu, then `depth` blocks of 16 channels at 12x12, then linear -> 10."""
+
+    def __init__(self, block, depth):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, CHANNELS, kernel_size=5)
+        self.mp = nn.MaxPool2d(2)
+        self.blocks = nn.Sequential(*(block(CHANNELS) for _ in range(depth)))
+        self.l1 = nn.Linear(CHANNELS * 12 * 12, 10)
+
+    def forward(self, x):
+        x = F.relu(self.mp(self.conv1(x)))
+        return self.l1(torch.flatten(self.blocks(x), 1))
+
+
+def block_gradient_norms(model):
+    """The norm of the gradient of each block's weights and biases, nearest the input first (a tensor on the device)."""
+    return torch.stack([torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in block.parameters()])) for block in model.blocks])
+
+
+def train(model, loader, optimizer, epochs):
+    """SGD as the training scripts do it; returns the block gradient norms of every first-epoch step and the losses."""
+    model.train()
+    norms = torch.zeros(len(loader), len(model.blocks), device=loader.labels.device)
+    losses = []
+    for epoch in range(epochs):
+        epoch_losses = torch.zeros(len(loader), device=loader.labels.device)  # kept on the device: no wait per batch
+        for i, (images, labels) in enumerate(loader):
+            loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            if epoch == 0:
+                norms[i] = block_gradient_norms(model)
+            optimizer.step()
+            epoch_losses[i] = loss.detach()
+        done = epoch * len(loader)
+        for start, chunk in zip(range(0, len(loader), LOSS_EVERY), epoch_losses.split(LOSS_EVERY)):
+            losses.append((done + start + len(chunk), chunk.mean().item()))  # (SGD steps so far, mean loss)
+    return norms.cpu(), losses
+
+
+@torch.inference_mode()
+def test(model, loader):
+    model.eval()
+    correct = sum((model(images).argmax(dim=1) == labels).sum() for images, labels in loader)
+    return 100 * int(correct) / len(loader.labels)
+
+
+def measure(depths, epochs, device, data_dir, log=print):
+    """results[(variant, depth)] = dict(first_step, epoch_mean, losses, accuracy), each pair from the same start."""
+    memory_format = flags.prepare(device)
+    train_loader, test_loader = mnist_loaders(data_dir, BATCH_SIZE, device, seed=SEED)
+    results = {}
+    for depth in depths:
+        for variant, block in (("residual", ResidualBlock), ("plain", PlainBlock)):
+            torch.manual_seed(SEED)  # the same initial weights for both variants: the blocks have the same layers
+            train_loader.generator.manual_seed(SEED)  # and the same batches in the same order
+            model = Stack(block, depth).to(device, memory_format=memory_format)
+            optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+            norms, losses = train(model, train_loader, optimizer, epochs)
+            result = dict(first_step=norms[0].tolist(), epoch_mean=norms.mean(dim=0).tolist(), losses=losses,
+                          accuracy=test(model, test_loader))
+            results[(variant, depth)] = result
+            log(row(depth, variant, result))
+    return results
+
+
+HEADER = (f"{'blocks':>6} {'variant':<9} {'gradient norm, first step':>27} {'mean over epoch 1':>23}"
+          f" {'last loss':>10} {'test accuracy':>14}\n{'':>6} {'':<9} {'first block':>13} {'last block':>13}"
+          f" {'first block':>11} {'last':>11}")
+
+
+def row(depth, variant, r):
+    last_loss = f"{r['losses'][-1][1]:.3f}"
+    return (f"{depth:>6} {variant:<9} {r['first_step'][0]:>13.1e} {r['first_step'][-1]:>13.1e}"
+            f" {r['epoch_mean'][0]:>11.1e} {r['epoch_mean'][-1]:>11.1e} {last_loss:>10} {r['accuracy']:>13.2f}%")
+
+
+def parse_depths(parser, text):
+    try:
+        depths = sorted({int(word) for word in text.split(",") if word.strip()})
+    except ValueError:
+        parser.error(f"--depths must be whole numbers separated by commas, such as 1,2,5,10,20; got {text}")
+    if not depths or depths[0] < 1:
+        parser.error(f"--depths must be 1 or more blocks each, got {text}")
+    return depths
+
+
+def main(argv=None):
+    parser = flags.Parser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--depths", default=DEPTHS, help="numbers of blocks to stack, comma-separated")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="epochs each net trains")
+    flags.add_device_flag(parser)
+    parser.add_argument("--data-dir", default=DATA_DIR, help="folder that holds (or receives) MNIST/raw/")
+    parser.add_argument("--out", default=OUT, help="the figure (.png, .svg, .pdf)")
+    parser.add_argument("--no-show", action="store_true", help="only save the figure, never open a window")
+    args = parser.parse_args(argv)
+    depths = parse_depths(parser, args.depths)
+    flags.at_least_one(parser, epochs=args.epochs)
+    flags.check_device(parser, args)
+    figures.check_format(parser, "--out", args.out)
+    print(f"device: {args.device}; {len(depths) * 2} nets, {args.epochs} epoch{'s' * (args.epochs != 1)} each;"
+          f" batch {BATCH_SIZE}, lr {LR}, momentum {MOMENTUM}, seed {SEED}")
+    print(HEADER, flush=True)
+    try:
+        results = measure(depths, args.epochs, args.device, args.data_dir, log=lambda line: print(line, flush=True))
+        fig = figures.plot_skip(results, LOSS_EVERY)
+        out_folder = os.path.dirname(args.out)
+        if out_folder:
+            os.makedirs(out_folder, exist_ok=True)
+        figures.save(fig, args.out)
+    except DataError as e:
+        raise SystemExit(f"error: {e}") from None
+    except torch.OutOfMemoryError:
+        raise SystemExit(f"error: out of memory on {args.device}: try fewer --depths, or --device cpu") from None
+    except OSError as e:
+        raise SystemExit(f"error: cannot write {args.out}: {e.strerror or e}. Pick another path with --out.") from None
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    print(f"figure: {args.out}")
+    figures.show(fig, args.no_show)
+
+
+if __name__ == "__main__":
+    main()
