@@ -174,7 +174,7 @@ class Run:
             print(f"resuming: {epoch_range(self.saved)} done in {self.folder}{os.sep}, on to epoch {self.args.epochs}")
         else:
             self.settings["data"] = self.data
-            folders.write_json(os.path.join(self.folder, folders.SETTINGS), self.settings)
+            self.write_settings()
         return range(self.saved + 1, self.args.epochs + 1)
 
     def record_resume(self):
@@ -185,6 +185,9 @@ class Run:
                              **{name: getattr(self.args, name) for name in (*HYPERPARAMETERS, "log_every", "data_dir")},
                              "device": None, "data": self.data}
         self.settings["resumed"] = [*self.settings.get("resumed", []), entry]
+        self.write_settings()
+
+    def write_settings(self):
         try:
             folders.write_json(os.path.join(self.folder, folders.SETTINGS), self.settings)
         except OSError as e:
@@ -298,6 +301,8 @@ class Run:
             ) from None
         elif issubclass(kind, SaveError):
             raise SystemExit(f"error: could not write the results of epoch {len(self.history)} to {self.folder}: {error}; {self.kept()}.") from None
+        elif issubclass(kind, OSError):  # not a result file: said for what it is
+            raise SystemExit(f"error: {error.strerror or error}{f': {error.filename}' if error.filename else ''}; {self.kept()}.") from None
         return False
 
     def free(self, traceback):

@@ -27,3 +27,10 @@ def test_the_ci_runs_the_readmes_test_command():
 def test_each_readme_links_to_the_other_at_its_top():
     assert "[中文说明](README.zh-CN.md)" in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()[2]
     assert "[English](README.md)" in (ROOT / "README.zh-CN.md").read_text(encoding="utf-8").splitlines()[2]
+
+
+def test_the_readme_stays_short_and_links_the_failure_messages():
+    english = ROOT / "README.md"
+    assert len(english.read_bytes()) < 16_000  # the long tables live in docs/
+    for readme, page in (("README.md", "docs/troubleshooting.md"), ("README.zh-CN.md", "docs/troubleshooting.zh-CN.md")):
+        assert f"]({page})" in (ROOT / readme).read_text(encoding="utf-8") and (ROOT / page).is_file()
