@@ -44,6 +44,9 @@ def read_settings(folder):
         raise SettingsError(f"{path} cannot be read ({getattr(e, 'strerror', None) or e})") from None
     if not isinstance(settings, dict) or not isinstance(settings.get("net"), str):
         raise SettingsError(f"{path} is not a run's settings (it has no net)")
+    resumed = settings.get("resumed", [])
+    if not isinstance(resumed, list) or not all(isinstance(entry, dict) for entry in resumed):
+        raise SettingsError(f"{path} is not a run's settings (its resumed is not a list of resumes)")
     return settings
 
 

@@ -4,10 +4,10 @@ train_inception.py and train_resnet.py keep what lecture 11 teaches: the constan
 and the epoch loop. This module does the rest, once for both: the run's folder (a new one for every run,
 see folders.py) and its settings.json, the files written after every epoch, the checkpoint that --resume
 goes on from, and the stops: Ctrl-C, divergence, out of memory, bad data, a failed save. The flags live
-in flags.py, the figures in figures.py. It never imports a training script.
+in flags.py, --resume's checks in resume.py, the figures in figures.py. It never imports a training script.
 
-Run on its own, it compares finished runs (no training): one line per run in a figure, labelled by the
-settings that differ between them, and a table in the terminal:
+Run on its own, it compares finished runs (no training; see comparison.py): one line per run in a figure,
+labelled by the settings that differ between them, and a table in the terminal:
 
     python runs.py                                  # every run under runs/; writes runs/comparison.png
     python runs.py runs/resnet runs/resnet-2 -o lr.png
@@ -180,6 +180,8 @@ class Run:
     def record_resume(self):
         entry = {"started": now(), "command": self.command_line(), "epochs": self.args.epochs, "device": str(self.device),
                  "versions": versions(), "environment": environment(self.device)}
+        if self.settings is None and os.path.exists(os.path.join(self.folder, folders.SETTINGS)):
+            return  # one that cannot be read is left as it is (the note said so)
         if self.settings is None:  # a run made before settings files: one is made now from its checkpoint
             self.settings = {"net": self.net_name, "script": self.script, "started": None, "command": None, "epochs": None,
                              **{name: getattr(self.args, name) for name in (*HYPERPARAMETERS, "log_every", "data_dir")},

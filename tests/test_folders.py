@@ -155,3 +155,13 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(here, tmp_path, 
     code, _, err = run_main(train_resnet, "--data-dir", tmp_path / "empty" / "data", "--out-dir", tmp_path / "new" / "run", "--no-show")
     assert code == 1 and "MNIST is not in" in err
     assert not (tmp_path / "new").exists() and not (tmp_path / "empty").exists()
+
+
+def test_a_settings_file_that_cannot_be_read_is_named_and_left_alone(here, mnist_dir):
+    train("--epochs", 1, mnist_dir=mnist_dir)
+    settings = here / "runs" / "resnet" / "settings.json"
+    settings.write_text('{"net": "ResidualNet", "lr": 0.01,')  # edited by hand, and broken
+    log = train("--resume", "--epochs", 2, mnist_dir=mnist_dir)
+    assert f"note: {os.path.join('runs', 'resnet', 'settings.json')} cannot be read (" in log
+    assert "going on with the checkpoint's settings" in log and "epoch 2: test accuracy" in log
+    assert settings.read_text() == '{"net": "ResidualNet", "lr": 0.01,'

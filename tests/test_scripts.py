@@ -74,7 +74,7 @@ def test_same_seed_gives_identical_weights_on_the_cpu(module, mnist_dir, tmp_pat
     weights = []
     for name in ("a", "b", "c"):
         seed = 5 if name == "c" else 3
-        module.main(["--device", "cpu", "--epochs", "2", "--seed", str(seed), "--data-dir", str(mnist_dir), "--out-dir", str(tmp_path / name),
+        module.main(["--device", "cpu", "--epochs", "1", "--seed", str(seed), "--data-dir", str(mnist_dir), "--out-dir", str(tmp_path / name),
                      "--no-show"])
         weights.append(torch.load(tmp_path / name / "model.pt", weights_only=True))
     log = capsys.readouterr().out
