@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from runs import read_metrics  # noqa: E402
+from comparison import read_metrics  # noqa: E402
 
 NETS = {"inception": "InceptionNet", "resnet": "ResidualNet"}
 
@@ -37,7 +37,7 @@ def first_epoch_staying_above(accuracies, bar=99.0):
     return None
 
 
-def main(root):
+def main(root, out=None):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, (key, name) in zip(axes, NETS.items()):
         folders = sorted(glob.glob(os.path.join(root, f"{key}-s*")))
@@ -68,8 +68,9 @@ def main(root):
     axes[0].set_ylabel("test accuracy (%)")
     axes[0].set_ylim(96.3, 99.5)
     fig.tight_layout()
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "thirty_epochs.png")
+    out = out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "thirty_epochs.png")
     fig.savefig(out, dpi=100)
+    plt.close(fig)
     print(f"figure: {out}")
 
 

@@ -1,4 +1,5 @@
 """The figures beyond the accuracy plot: mistakes.png and runs side by side (python runs.py)."""
+import importlib.util
 import json
 import os
 
@@ -9,6 +10,7 @@ from torch import nn
 
 import figures
 import runs
+from conftest import ROOT
 from data import MEAN, STD, Batches
 from test_faults import run_main
 
@@ -146,3 +148,16 @@ def test_a_plot_of_one_epoch_has_whole_epochs_and_stays_under_100_percent():
     assert ticks == [1.0]
     assert ax.get_ylim()[1] == 100.0 and ax.get_ylim()[0] < 99.9
     plt.close(fig)
+
+
+def test_the_thirty_epoch_figure_reads_run_folders(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("thirty_epochs", ROOT / "docs" / "thirty_epochs.py")
+    thirty = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(thirty)
+    for name, accuracies in [("resnet-s0", [98.0, 99.1, 99.2]), ("resnet-s1", [98.5, 98.9, 99.0]), ("inception-s0", [97.0, 98.0, 98.5])]:
+        write_metrics(tmp_path / name, accuracies)
+    thirty.main(str(tmp_path), out=str(tmp_path / "thirty.png"))
+    out = capsys.readouterr().out
+    assert "ResidualNet: seeds resnet-s0, resnet-s1" in out and "best mean 99.10% at epoch 3" in out
+    assert "  mean: at or above 99% from epoch 2 on" in out and "InceptionNet: seeds inception-s0" in out
+    assert (tmp_path / "thirty.png").stat().st_size > 1000
