@@ -89,12 +89,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="runs.py", description="Compare runs by what changed: test accuracy and training loss"
                                      " per epoch, labelled by the settings that differ.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("folders", nargs="*", help=f"run folders (each with a metrics.csv); none: every run under {RUNS}/")
+    parser.add_argument("folders", nargs="*", default=argparse.SUPPRESS,
+                        help=f"run folders (each with a metrics.csv); none: every run under {RUNS}/")
     parser.add_argument("-o", "--output", default=os.path.join(RUNS, "comparison.png"), help="where the figure goes (.png, .svg, .pdf)")
     parser.add_argument("--no-show", action="store_true", help="only save the figure, never open a window")
     args = parser.parse_args(argv)
     figures.check_format(parser, "-o", args.output)
-    run_folders = [os.path.normpath(f) for f in args.folders] or find_runs(RUNS)
+    run_folders = [os.path.normpath(f) for f in getattr(args, "folders", [])] or find_runs(RUNS)
     if not run_folders:
         raise SystemExit(f"error: no runs under {RUNS}{os.sep} to compare: train one first (python train_resnet.py),"
                          " or name the run folders")
