@@ -10,6 +10,7 @@ import sys
 import torch
 
 import figures
+import flags
 import folders
 from data import one_line
 from flags import HYPERPARAMETERS, short
@@ -51,7 +52,7 @@ def run_settings(folder):
         except Exception:  # no checkpoint either: the folder name alone says what it was
             return {}
     else:
-        settings = {**settings, "device": (settings.get("resumed") or [settings])[-1].get("device")}
+        settings = {**settings, "device": folders.latest(settings, "device")}
     found = {name: settings.get(name) for name in COMPARED}
     if isinstance(found["data"], dict):
         found["data"] = f"{found['data'].get('train_images', 0):,}"
@@ -86,7 +87,7 @@ def find_runs(root):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="runs.py", description="Compare runs by what changed: test accuracy and training loss"
+    parser = flags.Parser(prog="runs.py", description="Compare runs by what changed: test accuracy and training loss"
                                      " per epoch, labelled by the settings that differ.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("folders", nargs="*", default=argparse.SUPPRESS,
@@ -109,8 +110,6 @@ def main(argv=None):
     everyone = "all runs" if all(settings) else "all runs whose settings are known"
     fig = figures.plot_comparison(dict(zip(labels, metrics)), shared=f"{everyone}: {describe(shared, shared)}" if shared else "")
     try:
-        if os.path.dirname(args.output):
-            os.makedirs(os.path.dirname(args.output), exist_ok=True)
         figures.save(fig, args.output)
     except OSError as e:
         figures.plt.close(fig)

@@ -16,7 +16,9 @@ MISTAKES_SHOWN = 48  # the most confident mistakes drawn in mistakes.png
 
 
 def save(fig, path):
-    """Write fig to path in the format its name says (.png, .svg, .pdf, ...), atomically."""
+    """Write fig to path in the format its name says (.png, .svg, .pdf, ...), atomically; its folder is made if missing."""
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
     save_atomic(path, lambda f: fig.savefig(f, format=file_format(path), dpi=100))
 
 

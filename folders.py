@@ -50,6 +50,11 @@ def read_settings(folder):
     return settings
 
 
+def latest(settings, name):
+    """A setting as it stands now: the last --resume's value where one set it, else the run's own."""
+    return (settings.get("resumed") or [settings])[-1].get(name)
+
+
 def numbered(folder):
     """The numbered folders beside folder that exist (folder-2, folder-3, ...), in order."""
     parent, base = os.path.split(folder)

@@ -67,7 +67,7 @@ def reconcile(parser, args, typed, folder, checkpoint, script):
         settings = None
     saved = dict(checkpoint["hyperparameters"])
     if settings:
-        saved.update(epochs=(settings.get("resumed") or [settings])[-1].get("epochs"),
+        saved.update(epochs=folders.latest(settings, "epochs"),
                      log_every=settings.get("log_every"), data_dir=settings.get("data_dir"))
     for name in HYPERPARAMETERS:
         flag = "--" + name.replace("_", "-")

@@ -14,6 +14,7 @@ labelled by the settings that differ between them, and a table in the terminal:
 """
 import hashlib
 import importlib.metadata
+import math
 import os
 import platform
 import sys
@@ -42,7 +43,7 @@ class SaveError(Exception):
 
 def check_finite(loss, epoch, batch):
     """Return the loss, or raise FloatingPointError if training has diverged."""
-    if loss != loss or loss in (float("inf"), float("-inf")):
+    if not math.isfinite(loss):
         raise FloatingPointError(f"the training loss became {loss} by epoch {epoch}, batch {batch}")
     return loss
 
@@ -107,23 +108,27 @@ class Run:
         else:
             self.folder, why = self.claim()
             self.state = {"history": []}
-            where = f" ({why}; delete a run's folder to replace it)" if why else ""
-            say(f"results: {self.folder}{os.sep}{where}")
         # The last finished epoch as checkpoint.pt holds it: weights, optimizer, shuffle order and the history,
         # one (epoch, train_loss, test_accuracy, epoch_seconds) per finished epoch. Replaced whole, never edited,
         # so a Ctrl-C at any moment leaves it consistent.
-        self.saved = len(self.history)  # how many epochs checkpoint.pt holds
-        self.written = dict.fromkeys(ESSENTIAL + CONVENIENCES, self.saved)  # the epoch each file holds
+        self.written = dict.fromkeys(ESSENTIAL + CONVENIENCES, len(self.history))  # the epoch each file holds
         self.memory_format = flags.prepare(self.device)
         try:
+            if not self.args.resume:
+                say(f"results: {self.folder}{os.sep}" + (f" ({why}; delete a run's folder to replace it)" if why else ""))
             say(f"device: {self.device}")
-        except SystemExit:
+        except SystemExit:  # the output went into `head`, which has closed it
             folders.remove_made(self.folder, self.made)
             raise
 
     @property
     def history(self):
         return self.state["history"]
+
+    @property
+    def saved(self):
+        """How many epochs checkpoint.pt holds: what --resume would go on from."""
+        return self.written["checkpoint.pt"]
 
     # --- a new run, or the run to resume
 
@@ -248,8 +253,6 @@ class Run:
                       f" it still holds {epoch_range(self.written[name])}, and is written again after the next epoch", file=sys.stderr)
                 continue
             self.written[name] = epoch
-            if name == "checkpoint.pt":
-                self.saved = epoch
 
     @staticmethod
     def figure(fig, f):

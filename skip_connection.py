@@ -12,7 +12,6 @@ norm reaching the first and the last block (at the first SGD step, and its mean 
 last training loss and the test accuracy; drawn: the same in one figure (--out).
 """
 import argparse
-import os
 import sys
 
 import torch
@@ -150,9 +149,6 @@ def main(argv=None):
     try:
         results = measure(depths, args.epochs, args.device, args.data_dir, log=lambda line: print(line, flush=True))
         fig = figures.plot_skip(results, LOSS_EVERY)
-        out_folder = os.path.dirname(args.out)
-        if out_folder:
-            os.makedirs(out_folder, exist_ok=True)
         figures.save(fig, args.out)
     except DataError as e:
         raise SystemExit(f"error: {e}") from None
