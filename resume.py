@@ -85,7 +85,7 @@ def reconcile(parser, args, typed, folder, checkpoint, script):
     if "epochs" not in typed and isinstance(saved.get("epochs"), int):
         args.epochs = saved["epochs"]  # the epochs the run was started with (or last resumed to)
         if args.epochs <= done:
-            parser.error(f"--resume: the run in {folder} has finished the {done} epochs it was asked for;"
+            parser.error(f"--resume: the run in {folder} has finished the {done} epoch{'s' * (done != 1)} it was asked for;"
                          f" to go on, ask for more, e.g. --epochs {done + 10}")
     elif args.epochs <= done:
         parser.error(f"--resume: --epochs {args.epochs} is not above the {done} epoch{'s' * (done != 1)} already"

@@ -90,6 +90,9 @@ def test_resume_alone_goes_on_to_the_epochs_the_run_was_started_with(here, mnist
     code, _, err = run_main(train_resnet, "--resume", "--no-show")  # a finished run: asks for more epochs
     assert code == 2 and "has finished the 2 epochs it was asked for; to go on, ask for more, e.g. --epochs 12" in err
     assert digest(folder) == before
+    train("--epochs", 1, "--out-dir", "one", mnist_dir=mnist_dir)
+    code, _, err = run_main(train_resnet, "--resume", "--out-dir", "one", "--no-show")
+    assert code == 2 and "has finished the 1 epoch it was asked for; to go on, ask for more, e.g. --epochs 11" in err
     # As after a Ctrl-C in epoch 2: the checkpoint and files of epoch 1.
     shutil.rmtree(folder)
     train("--epochs", 1, mnist_dir=mnist_dir)
