@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import figures
-import flags
 from data import DataError, mnist_loaders
+from helpers import device as devices
+from helpers import figures, flags
 from models import ResidualBlock
 
 # The lecture's hyperparameters; the depths are this experiment's.
@@ -92,7 +92,7 @@ def test(model, loader):
 
 def measure(depths, epochs, device, data_dir, log=print):
     """results[(variant, depth)] = dict(first_step, epoch_mean, losses, accuracy), each pair from the same start."""
-    memory_format = flags.prepare(device)
+    memory_format = devices.prepare(device)
     train_loader, test_loader = mnist_loaders(data_dir, BATCH_SIZE, device, seed=SEED)
     results = {}
     for depth in depths:

@@ -1,22 +1,15 @@
-"""Lecture 11, Advanced CNNs: train the GoogLeNet-style network (InceptionNet) on MNIST.
+"""Lecture 11, Advanced CNNs: train the GoogLeNet-style network (InceptionA, four branches side by side) on MNIST.
 
-    python train_inception.py  # 10 epochs; MNIST downloads into ./data on first run
-    python train_inception.py --epochs 2 --lr 0.05 --no-show  # flags override the constants below
-    python train_inception.py --epochs 30 --resume  # the latest run goes on to 30 epochs
+    python train_inception.py
 
-Edit the hyperparameters below, or override any of them on the command line (--help lists the flags).
-Every run gets a folder of its own: OUT_DIR, or OUT_DIR-2, OUT_DIR-3, ... where OUT_DIR holds an earlier run.
-It gets settings.json (what the run was), and after every epoch the results so far: accuracy.png,
-metrics.csv, model.pt and checkpoint.pt. `python runs.py` compares the runs by what changed.
-This file is the lesson; runs.py does the rest (flags, device, folders, Ctrl-C, ...).
-train_inception.py and train_resnet.py are twins: `diff train_inception.py train_resnet.py` shows what the net changes.
+Edit the hyperparameters below, or override one for a single run: python train_inception.py --help lists the flags.
+Every run gets its own folder under runs/: the accuracy plot, metrics.csv, the weights and a checkpoint.
 """
 import time
 
 import torch
-import torch.nn.functional as F
 
-import runs
+import helpers
 from data import mnist_loaders
 from models import InceptionNet
 
@@ -27,57 +20,63 @@ LR = 0.01  # SGD learning rate
 MOMENTUM = 0.5  # SGD momentum
 SEED = 0  # seeds the initial weights and the shuffling: on a CPU the same seed repeats a run exactly
 LOG_EVERY = 300  # print the mean training loss every LOG_EVERY batches, as the lecture does
-DATA_DIR = "data"  # MNIST lives in DATA_DIR/MNIST/raw/
-OUT_DIR = "runs/inception"  # the run's folder; a new run never replaces an earlier one
+DATA_DIR = "data"  # MNIST lives in DATA_DIR/MNIST/raw/ (downloaded there on the first run)
+OUT_DIR = "runs/inception"  # the run's folder; a new run never replaces an earlier one (runs/inception-2, ...)
 
 NET = InceptionNet  # the model this script trains
 
 
-def train(model, loader, optimizer, epoch, log_every):
-    """One pass over the training set; returns the mean loss. Raises FloatingPointError if the loss blows up."""
-    model.train()
-    # Losses stay on the device: reading one (.item()) would wait for the GPU on every batch.
-    losses = torch.zeros(len(loader), device=loader.labels.device)
-    for i, (images, labels) in enumerate(loader):
-        loss = F.cross_entropy(model(images), labels)
+def train(model, device, train_loader, optimizer, criterion, epoch, log_every):
+    """One pass over the training set, as the lecture writes it; returns the mean loss of its batches."""
+    running_loss = 0.0
+    epoch_loss = 0.0
+    for batch_idx, (inputs, target) in enumerate(train_loader, 0):
+        inputs, target = inputs.to(device), target.to(device)
         optimizer.zero_grad()
+        outputs = model(inputs)
+        loss = criterion(outputs, target)
         loss.backward()
         optimizer.step()
-        losses[i] = loss.detach()
-        if (i + 1) % log_every == 0:
-            running = runs.check_finite(losses[i + 1 - log_every : i + 1].mean().item(), epoch, i + 1)
-            print("[%d, %5d] loss: %.3f" % (epoch, i + 1, running), flush=True)
-    return runs.check_finite(losses.mean().item(), epoch, len(loader))
+        running_loss += loss.item()
+        if batch_idx % log_every == log_every - 1:
+            print("[%d, %5d] loss: %.3f" % (epoch, batch_idx + 1, running_loss / log_every))
+            epoch_loss += running_loss
+            running_loss = 0.0
+    return (epoch_loss + running_loss) / len(train_loader)
 
 
-@torch.inference_mode()
-def test(model, loader):
-    """Percent of test images classified correctly."""
-    model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=loader.labels.device)
-    for images, labels in loader:
-        correct += (model(images).argmax(dim=1) == labels).sum()
-    return 100 * correct.item() / len(loader.labels)
+def test(model, device, test_loader):
+    """Percent of the test images classified correctly."""
+    correct = 0
+    total = 0
+    with torch.no_grad():
+        for images, labels in test_loader:
+            images, labels = images.to(device), labels.to(device)
+            outputs = model(images)
+            _, predicted = torch.max(outputs.data, dim=1)
+            total += labels.size(0)
+            correct += (predicted == labels).sum().item()
+    return 100 * correct / total
 
 
 def main(argv=None):
-    run = runs.Run(__file__, __doc__, NET, argv, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, momentum=MOMENTUM,
-                   seed=SEED, log_every=LOG_EVERY, data_dir=DATA_DIR, out_dir=OUT_DIR)  # the flags, checked
-    args = run.args
-    with run:  # from here on, a stop (Ctrl-C, divergence, ...) ends with a message and keeps the finished epochs
+    run = helpers.Run(__file__, NET, argv, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, momentum=MOMENTUM, seed=SEED,
+                      log_every=LOG_EVERY, data_dir=DATA_DIR, out_dir=OUT_DIR)  # the flags, the device and the run's folder
+    args, device = run.args, run.device
+    with run:  # a stop (Ctrl-C, divergence, out of memory, ...) ends with one message and keeps the finished epochs
         torch.manual_seed(args.seed)
-        train_loader, test_loader = mnist_loaders(args.data_dir, args.batch_size, run.device, seed=args.seed)
-        model = NET().to(run.device, memory_format=run.memory_format)
+        train_loader, test_loader = mnist_loaders(args.data_dir, args.batch_size, device, seed=args.seed)
+        model = NET().to(device, memory_format=run.memory_format)
+        criterion = torch.nn.CrossEntropyLoss()
         optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+        first_epoch = run.start(model, optimizer, train_loader, test_loader)  # 1; with --resume, after the saved epochs
 
-        for epoch in run.epochs(model, optimizer, train_loader, test_loader):  # 1..EPOCHS, or on from a checkpoint
+        for epoch in range(first_epoch, args.epochs + 1):
             start = time.perf_counter()
-            train_loss = train(model, train_loader, optimizer, epoch, args.log_every)
+            train_loss = train(model, device, train_loader, optimizer, criterion, epoch, args.log_every)
             train_seconds = time.perf_counter() - start
-            accuracy = test(model, test_loader)
-            run.save(epoch, train_loss, accuracy, time.perf_counter() - start)  # the files and the checkpoint
-            images_per_second = len(train_loader.labels) / train_seconds
-            print(f"epoch {epoch}: test accuracy {accuracy:.2f}%  (train {train_seconds:.1f} s, {images_per_second:.0f} img/s)", flush=True)
+            accuracy = test(model, device, test_loader)
+            run.save(epoch, train_loss, accuracy, train_seconds)  # prints the epoch's line, writes its files and checkpoint
 
 
 if __name__ == "__main__":

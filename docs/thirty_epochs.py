@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from comparison import read_metrics  # noqa: E402
+from helpers.comparison import read_metrics  # noqa: E402
 
 NETS = {"inception": "InceptionNet", "resnet": "ResidualNet"}
 

@@ -3,8 +3,8 @@ with the reason, elsewhere. The other tests pin the CPU."""
 import pytest
 import torch
 
-import runs
 import train_resnet
+from helpers import checkpoint
 from test_faults import run_main
 
 ACCELERATOR = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
@@ -37,5 +37,5 @@ def test_saved_on_the_accelerator_resumed_on_the_cpu_and_back(mnist_dir, tmp_pat
 
 
 def test_cpu_copies_move_accelerator_tensors_to_the_cpu():
-    saved = runs.cpu_copies({"w": torch.ones(3, device=ACCELERATOR)})
+    saved = checkpoint.cpu_copies({"w": torch.ones(3, device=ACCELERATOR)})
     assert saved["w"].device.type == "cpu"

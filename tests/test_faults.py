@@ -18,13 +18,11 @@ import pytest
 import torch
 
 import data
-import figures
-import flags
-import folders
 import train_inception
 import train_resnet
 from conftest import CPU, run_script, script_call
 from data import FILES
+from helpers import figures, flags, folders
 
 MODULES = [train_inception, train_resnet]
 
@@ -249,8 +247,8 @@ def test_usage_error_from_the_command_line(tmp_path):
 def test_divergence_stops_with_advice(mnist_dir, tmp_path):
     code, out, err = run_main(train_resnet, "--lr", 100, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
     assert code == 1
-    assert "the training loss became nan by epoch 1" in err
-    assert "checked every 300 batches and at the end of each epoch" in err
+    assert "the training loss became nan in epoch 1" in err
+    assert "the loss is checked at the end of each epoch" in err
     assert "try a smaller learning rate than --lr 100;" in err
     assert err.rstrip().endswith("; nothing was saved.")
     assert sorted(os.listdir(tmp_path)) == []
@@ -260,16 +258,16 @@ def test_divergence_stops_with_advice(mnist_dir, tmp_path):
 def test_divergence_keeps_the_finished_epochs(module, mnist_dir, tmp_path, monkeypatch):
     real_train = module.train
 
-    def train_then_blow_up(model, loader, optimizer, epoch, log_every):
+    def train_then_blow_up(model, device, loader, optimizer, criterion, epoch, log_every):
         if epoch == 2:  # what a too-large step does: the weights turn to inf and the loss to nan
             with torch.no_grad():
                 model.l1.weight.fill_(math.inf)
-        return real_train(model, loader, optimizer, epoch, log_every)
+        return real_train(model, device, loader, optimizer, criterion, epoch, log_every)
 
     monkeypatch.setattr(module, "train", train_then_blow_up)
     code, out, err = run_main(module, "--epochs", 3, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
     assert code == 1
-    assert "the training loss became nan by epoch 2, batch 10" in err
+    assert "the training loss became nan in epoch 2" in err
     assert f"the results of epoch 1 are in {tmp_path}/" in err
     rows = (tmp_path / "metrics.csv").read_text().splitlines()[1:]
     assert len(rows) == 1 and f"epoch 1: test accuracy {rows[0].split(',')[2]}%" in out
@@ -288,18 +286,18 @@ OUT_OF_MEMORY = {
 def test_out_of_memory_frees_the_failed_step_and_keeps_the_finished_epochs(module, kind, mnist_dir, tmp_path, monkeypatch):
     real_train, step = module.train, []
 
-    def train_out_of_memory(model, loader, optimizer, epoch, log_every):
+    def train_out_of_memory(model, device, loader, optimizer, criterion, epoch, log_every):
         if epoch == 2:  # what a batch too large for the GPU does, in the middle of a step
             activations = torch.zeros(1000, 1000)
             step.append(weakref.ref(activations))
             raise OUT_OF_MEMORY[kind]()
-        return real_train(model, loader, optimizer, epoch, log_every)
+        return real_train(model, device, loader, optimizer, criterion, epoch, log_every)
 
     real_find, freed = figures.find_mistakes, []
 
-    def find_mistakes(model, loader):
+    def find_mistakes(model, loader, device):
         freed.append(step[0]() is None and all(p.grad is None for p in model.parameters()))
-        return real_find(model, loader)
+        return real_find(model, loader, device)
 
     monkeypatch.setattr(module, "train", train_out_of_memory)
     monkeypatch.setattr(figures, "find_mistakes", find_mistakes)
@@ -315,12 +313,12 @@ def test_out_of_memory_frees_the_failed_step_and_keeps_the_finished_epochs(modul
 def test_out_of_memory_again_while_drawing_the_mistakes_skips_them(mnist_dir, tmp_path, monkeypatch):
     real_train = train_resnet.train
 
-    def train_out_of_memory(model, loader, optimizer, epoch, log_every):
+    def train_out_of_memory(model, device, loader, optimizer, criterion, epoch, log_every):
         if epoch == 2:
             raise OUT_OF_MEMORY["cuda"]()
-        return real_train(model, loader, optimizer, epoch, log_every)
+        return real_train(model, device, loader, optimizer, criterion, epoch, log_every)
 
-    def find_mistakes(model, loader):
+    def find_mistakes(model, loader, device):
         raise OUT_OF_MEMORY["mps"]()
 
     monkeypatch.setattr(train_resnet, "train", train_out_of_memory)

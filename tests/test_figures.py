@@ -1,4 +1,4 @@
-"""The figures beyond the accuracy plot: mistakes.png and runs side by side (python runs.py)."""
+"""The figures beyond the accuracy plot: mistakes.png and runs side by side (python compare.py)."""
 import importlib.util
 import json
 import os
@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-import figures
-import runs
+import compare as compare_command
 from conftest import ROOT
 from data import MEAN, STD, Batches
+from helpers import figures
 from test_faults import run_main
 
 
@@ -36,11 +36,12 @@ def test_mistakes_are_the_wrong_predictions_most_confident_first():
     logits[4, 9] = 12.0  # surest of all
     images = torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1).expand(6, 1, 28, 28).contiguous()
     loader = Batches(images, labels, batch_size=4)
-    wrong, predicted, confidence = figures.find_mistakes(Lookup(logits), loader)
-    assert wrong.tolist() == [4, 1, 3] and predicted.tolist() == [9, 7, 8]
+    wrong, true, predicted, confidence = figures.find_mistakes(Lookup(logits), loader, torch.device("cpu"))
+    assert (wrong[:, 0, 0, 0] * STD + MEAN).mul(255).round().long().tolist() == [4, 1, 3]  # the images themselves
+    assert true.tolist() == [4, 1, 3] and predicted.tolist() == [9, 7, 8]
     assert confidence.tolist() == sorted(confidence.tolist(), reverse=True)
     assert confidence[0] == logits[4].softmax(0).max()
-    fig = figures.plot_mistakes(loader, wrong, predicted, confidence, "Lookup")
+    fig = figures.plot_mistakes(wrong, true, predicted, confidence, len(labels), "Lookup")
     assert fig._suptitle.get_text() == "Lookup: 3 of 6 test images wrong (50.00%); the 3 most confident mistakes"
     captions = [t.get_text() for t in fig.axes[0].texts]
     assert captions[0].startswith("true 4, said 9\n") and len(captions) == 3
@@ -55,8 +56,8 @@ def write_metrics(folder, accuracies):
 
 
 def compare(*args):
-    """python runs.py ARGS: returns (exit code, stdout, stderr)."""
-    return run_main(runs, *args)
+    """python compare.py ARGS: returns (exit code, stdout, stderr)."""
+    return run_main(compare_command, *args)
 
 
 def write_settings(folder, **changed):
@@ -92,23 +93,25 @@ def test_runs_compared_by_what_differs(tmp_path, monkeypatch):
     plt.close(figs[0])
 
 
-def test_runs_without_settings_files_compare_by_checkpoint_or_name(tmp_path, monkeypatch):
-    old = write_metrics(tmp_path / "old", [97.0, 98.0])  # made before settings files: its checkpoint says
-    torch.save({"net": "InceptionNet", "hyperparameters": {"batch_size": 64, "lr": 0.01, "momentum": 0.5, "seed": 0}}, old / "checkpoint.pt")
+def test_runs_whose_settings_cannot_be_read_compare_by_name(tmp_path, monkeypatch):
     bare = write_metrics(tmp_path / "bare", [96.0])  # only metrics.csv: the name alone
     edited = write_metrics(tmp_path / "edited", [95.0])
     (edited / "settings.json").write_text('{"lr": 0.01,')  # hand-edited, broken
     new = write_metrics(tmp_path / "new", [98.5])
     write_settings(new)
+    other = write_metrics(tmp_path / "other", [98.0])
+    write_settings(other, net="InceptionNet")
     figs = []
     monkeypatch.setattr(figures, "show", lambda fig, no_show: figs.append(fig))
-    code, stdout, err = compare(old, bare, edited, new, "-o", tmp_path / "c.png")
+    code, stdout, err = compare(bare, edited, new, other, "-o", tmp_path / "c.png")
     assert code == 0, err
-    assert err.startswith(f"warning: {edited / 'settings.json'} cannot be read (") and f"comparing {edited} by its metrics.csv alone" in err
-    assert labels(figs[0]) == ["old: InceptionNet (98.00%)", "bare (96.00%)", "edited (95.00%)",
-                              "new: ResidualNet, 60,000 training images, cpu (98.50%)"]
-    assert figs[0].texts[0].get_text() == "all runs whose settings are known: batch 64, lr 0.01, momentum 0.5, seed 0"
-    assert stdout.splitlines()[2].split()[:2] == [str(bare), "?"]
+    warnings = err.splitlines()
+    assert warnings[0].startswith(f"warning: {bare / 'settings.json'} cannot be read (") and f"comparing {bare} by its metrics.csv alone" in err
+    assert warnings[1].startswith(f"warning: {edited / 'settings.json'} cannot be read (") and f"comparing {edited} by its metrics.csv alone" in err
+    assert labels(figs[0]) == ["bare (96.00%)", "edited (95.00%)", "new: ResidualNet (98.50%)", "other: InceptionNet (98.00%)"]
+    assert figs[0].texts[0].get_text() == ("all runs whose settings are known: batch 64, lr 0.01, momentum 0.5, seed 0,"
+                                           " 60,000 training images, cpu")
+    assert stdout.splitlines()[1].split()[:2] == [str(bare), "?"]
     plt.close(figs[0])
 
 

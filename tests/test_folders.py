@@ -7,9 +7,9 @@ import threading
 import pytest
 import torch
 
-import folders
 import train_resnet
 from conftest import write_mnist
+from helpers import folders
 from test_faults import OFFLINE, digest, run_main, use_proxy
 
 
@@ -126,19 +126,6 @@ def test_resume_refuses_a_typed_flag_that_differs_and_another_data_set(here, mni
     copy = write_mnist(tmp_path / "copy")
     log = train("--resume", "--epochs", 2, "--data-dir", copy, mnist_dir=copy)
     assert "epoch 2: test accuracy" in log
-
-
-def test_a_run_from_before_settings_files_resumes_and_gets_one(here, mnist_dir):
-    train("--epochs", 1, mnist_dir=mnist_dir)
-    folder = here / "runs" / "resnet"
-    os.remove(folder / "settings.json")
-    checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
-    del checkpoint["data"], checkpoint["environment"]  # as an older checkpoint was
-    torch.save(checkpoint, folder / "checkpoint.pt")
-    log = train("--resume", "--epochs", 2, mnist_dir=mnist_dir)
-    assert "on to epoch 2" in log
-    settings = json.loads((folder / "settings.json").read_text())
-    assert settings["started"] is None and settings["resumed"][0]["epochs"] == 2 and settings["lr"] == 0.01
 
 
 def test_resumed_elsewhere_says_it_is_no_longer_bit_identical(here, mnist_dir):

@@ -10,10 +10,10 @@ import subprocess
 import pytest
 import torch
 
-import runs
 import train_inception
 import train_resnet
 from conftest import ROOT, script_call
+from helpers import checkpoint
 from test_faults import digest, run_main
 
 
@@ -91,10 +91,10 @@ def test_checkpoint_holds_the_whole_run_and_its_data(saved_run):
 
 
 def test_checkpoint_tensors_are_copies_not_the_live_ones():
-    """What runs.cpu_copies promises: copies (training goes on in the live tensors) on the CPU. The device
+    """What checkpoint.cpu_copies promises: copies (training goes on in the live tensors) on the CPU. The device
     half is checked where an accelerator exists (tests/test_accelerator.py)."""
     live = {"w": torch.ones(3), "step": 4}
-    saved = runs.cpu_copies(live)
+    saved = checkpoint.cpu_copies(live)
     live["w"].add_(1)
     assert torch.equal(saved["w"], torch.ones(3)) and saved["step"] == 4
     assert saved["w"].untyped_storage().data_ptr() != live["w"].untyped_storage().data_ptr()

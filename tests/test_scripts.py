@@ -4,15 +4,17 @@ import json
 import os
 import platform
 import re
+import shlex
+import sys
 
 import pytest
 import torch
 
-import flags
 import train_inception
 import train_resnet
-from conftest import run_script
+from conftest import ROOT, run_script
 from data import mnist_loaders
+from helpers import device
 
 SCRIPTS = {"train_inception.py": train_inception, "train_resnet.py": train_resnet}
 
@@ -26,7 +28,8 @@ def read_metrics(path):
 def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir, tmp_path):
     out = tmp_path / "out"
     show = ["--no-show"] if script == "train_resnet.py" else []  # without it, a headless backend: no window, no warning
-    result = run_script(script, "--epochs", epochs, "--lr", lr, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, *show)
+    args = ["--epochs", epochs, "--lr", lr, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, *show]
+    result = run_script(script, *args)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
@@ -45,7 +48,9 @@ def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir
     assert settings["log_every"] == 10 and settings["data_dir"] == str(mnist_dir) and settings["device"] == "cpu"
     assert settings["versions"]["torch"] == str(torch.__version__) and settings["versions"]["python"] == platform.python_version()
     assert settings["data"]["train_images"] == 2000 and settings["data"]["test_images"] == 500
-    assert settings["command"].startswith("python ") and f"--lr {lr}" in settings["command"]
+    typed = [sys.executable, str(ROOT / script), "--device", "cpu", *map(str, args)]  # what conftest's run_script starts
+    assert settings["command"] == shlex.join(typed)  # the command as typed, not a "python" put in front
+    assert settings["out_dir"] == str(out) and settings["no_show"] == bool(show)
     rows = read_metrics(out / "metrics.csv")
     assert [row["epoch"] for row in rows] == [str(e) for e in range(1, epochs + 1)]
     assert set(rows[0]) == {"epoch", "train_loss", "test_accuracy", "epoch_seconds"}
@@ -57,7 +62,7 @@ def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir
     model = module.NET()
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
     _, test_loader = mnist_loaders(mnist_dir, batch_size=64, device=torch.device("cpu"))
-    assert f"{module.test(model, test_loader):.2f}" == final.group(1)
+    assert f"{module.test(model, torch.device('cpu'), test_loader):.2f}" == final.group(1)
     # mistakes.png: the test digits those weights get wrong, counted as the script reports it.
     mistakes = re.fullmatch(r"mistakes: (\d+) of 500 test images wrong after epoch (\d+); (.+)", lines[-2])
     assert mistakes and mistakes.group(2) == str(epochs) and mistakes.group(3) == str(out / "mistakes.png")
@@ -109,7 +114,7 @@ def test_scripts_differ_only_where_the_nets_differ():
 
 
 def test_device_choice(monkeypatch):
-    pick = flags.pick_device
+    pick = device.pick_device
     assert pick("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
     assert pick("auto") == torch.device("cpu")

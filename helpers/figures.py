@@ -10,7 +10,7 @@ import torch
 from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.ticker import MaxNLocator
 
-from folders import save_atomic
+from .folders import save_atomic
 
 MISTAKES_SHOWN = 48  # the most confident mistakes drawn in mistakes.png
 
@@ -30,6 +30,19 @@ def check_format(parser, flag, path):
     """A usage error for a figure file that matplotlib cannot write."""
     if file_format(path) not in FigureCanvasBase.get_supported_filetypes():
         parser.error(f"{flag} {path}: matplotlib cannot write .{file_format(path)} files; use .png, .svg or .pdf")
+
+
+def write_png(fig, f):
+    """Write fig as a PNG into the open file f, and let it go."""
+    try:
+        fig.savefig(f, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+
+
+def can_show():
+    """Whether plt.show() opens a window here (not on a machine without a screen, nor with MPLBACKEND=Agg)."""
+    return plt.get_backend().lower() not in ("agg", "pdf", "ps", "svg", "pgf", "cairo", "template")
 
 
 def show(fig, no_show):
@@ -76,36 +89,40 @@ def plot(history, net_name):
 
 
 @torch.inference_mode()
-def find_mistakes(model, loader):
-    """The test images that model gets wrong, the most confident mistakes first: (index, predicted, confidence)."""
+def find_mistakes(model, loader, device):
+    """The test images that model gets wrong, the most confident mistakes first: (images, labels, predicted,
+    confidence), on the CPU. Works with data.Batches and with a DataLoader alike."""
     model.eval()
-    probabilities = torch.cat([model(images).softmax(dim=1) for images, _ in loader])
-    confidence, predicted = probabilities.max(dim=1)
-    wrong = (predicted != loader.labels).nonzero().squeeze(1)
-    wrong = wrong[confidence[wrong].argsort(descending=True, stable=True)]
-    return wrong.cpu(), predicted[wrong].cpu(), confidence[wrong].cpu()
+    found = []
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        confidence, predicted = model(images).softmax(dim=1).max(dim=1)
+        wrong = predicted != labels
+        found.append([t[wrong].cpu() for t in (images, labels, predicted, confidence)])
+    images, labels, predicted, confidence = (torch.cat(column) for column in zip(*found))
+    order = confidence.argsort(descending=True, stable=True)
+    return images[order], labels[order], predicted[order], confidence[order]
 
 
-def plot_mistakes(loader, wrong, predicted, confidence, net_name):
-    shown = min(len(wrong), MISTAKES_SHOWN)
+def plot_mistakes(images, labels, predicted, confidence, total, net_name):
+    """The first MISTAKES_SHOWN of find_mistakes' images, each captioned with its true and predicted digit."""
+    shown = min(len(labels), MISTAKES_SHOWN)
     columns, rows = 8, max(1, math.ceil(shown / 8))
     # One picture of all the digits, each in a cell with room above it for its caption: far quicker to
-    # draw than 48 separate axes.
+    # draw than 48 separate axes. The background takes the darkest pixel's value (white in gray_r).
     cell_w, cell_h = 36, 46
-    mosaic = torch.zeros(rows * cell_h, columns * cell_w, dtype=torch.uint8)
-    index = wrong[:shown].to(loader.labels.device)
-    images, labels = loader.images[index].cpu(), loader.labels[index].cpu()
+    background = float(images.min()) if shown else 0.0
+    mosaic = torch.full((rows * cell_h, columns * cell_w), background)
     fig = plt.figure(figsize=(columns * 1.25, rows * 1.6 + 0.5))
     ax = fig.add_axes((0.01, 0.01, 0.98, 1 - 0.45 / fig.get_figheight()))
     for i in range(shown):
         top, left = (i // columns) * cell_h + cell_h - 32, (i % columns) * cell_w + 4
-        mosaic[top : top + 28, left : left + 28] = images[i, 0]
+        mosaic[top : top + 28, left : left + 28] = images[i, 0].float()
         ax.text(left + 14, top - 2, f"true {labels[i]}, said {predicted[i]}\n{100 * confidence[i]:.0f}% sure",
                 ha="center", va="bottom", fontsize=8)
-    ax.imshow(mosaic.numpy(), cmap="gray_r", vmin=0, vmax=255)
+    ax.imshow(mosaic.numpy(), cmap="gray_r")
     ax.axis("off")
-    total = len(loader.labels)
-    fig.suptitle(f"{net_name}: {len(wrong)} of {total:,} test images wrong ({100 * len(wrong) / total:.2f}%);"
+    fig.suptitle(f"{net_name}: {len(labels)} of {total:,} test images wrong ({100 * len(labels) / total:.2f}%);"
                  f" the {shown} most confident mistakes", fontsize=10, y=1 - 0.1 / fig.get_figheight(), va="top")
     return fig
 

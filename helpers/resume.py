@@ -1,16 +1,19 @@
 """--resume: find the run to go on with, load its checkpoint, and set the flags to the run's own settings.
 
 A resume that cannot be right is refused before anything changes: exit 2 (or 1 for a file that cannot be
-read), with a message that says why and what to do. A flag typed on the command line must agree with the
-run; a constant edited at the top of the script since the run began is noted and does not change it."""
+read), with a message that says why and what to do. A typed --batch-size, --lr, --momentum or --seed must
+agree with the run; a constant edited at the top of the script since the run began is noted and does not
+change it. A typed --log-every, --data-dir (its data must be the run's), --device or --no-show applies from
+the resume on, and the first two are noted."""
 import os
 import sys
 
 import torch
 
-import folders
 from data import one_line
-from flags import HYPERPARAMETERS, short
+
+from . import folders
+from .flags import HYPERPARAMETERS, short
 
 FRESH = "to start a new run instead, leave out --resume"
 
@@ -67,9 +70,8 @@ def reconcile(parser, args, typed, folder, checkpoint, script):
         settings = None
     saved = dict(checkpoint["hyperparameters"])
     if settings:
-        saved.update(epochs=folders.latest(settings, "epochs"),
-                     log_every=settings.get("log_every"), data_dir=settings.get("data_dir"))
-    for name in HYPERPARAMETERS:
+        saved.update({name: folders.latest(settings, name) for name in ("epochs", "log_every", "data_dir")})
+    for name in HYPERPARAMETERS:  # what makes the run: a typed flag must agree, an edited constant is noted
         flag = "--" + name.replace("_", "-")
         if name in typed and getattr(args, name) != saved[name]:
             parser.error(f"--resume: {flag} {short(getattr(args, name))} differs from the run's {flag} {short(saved[name])}"
@@ -78,9 +80,13 @@ def reconcile(parser, args, typed, folder, checkpoint, script):
             notes.append(f"note: {name.upper()} is {short(getattr(args, name))} at the top of {script},"
                          f" but this run goes on with its own {flag} {short(saved[name])}")
         setattr(args, name, saved[name])
-    for name in ("log_every", "data_dir"):
-        if name not in typed and saved.get(name) is not None:
+    for name in ("log_every", "data_dir"):  # how it is printed, and where the data is (checked to be the run's): a typed flag wins
+        if saved.get(name) is None:
+            continue
+        if name not in typed:
             setattr(args, name, saved[name])
+        elif getattr(args, name) != saved[name]:
+            notes.append(f"note: --{name.replace('_', '-')} {getattr(args, name)} from here on (the run had {saved[name]})")
     done = len(checkpoint["history"])
     if "epochs" not in typed and isinstance(saved.get("epochs"), int):
         args.epochs = saved["epochs"]  # the epochs the run was started with (or last resumed to)

@@ -1,5 +1,5 @@
 """The command line: the flags of the training scripts (their defaults are the script's constants),
-their checks, and the device they name. A usage error exits with 2 before anything is loaded."""
+their checks, and the device they name (see device.py). A usage error exits with 2 before anything is loaded."""
 import argparse
 import difflib
 import math
@@ -8,7 +8,7 @@ import shlex
 import subprocess
 import sys
 
-import torch
+from . import device
 
 TYPED_NOT = object()  # the value of a flag that was not typed on the command line
 HYPERPARAMETERS = ("batch_size", "lr", "momentum", "seed")  # what makes the run: a resumed run keeps them
@@ -87,28 +87,11 @@ def add_device_flag(parser):
 
 def check_device(parser, args):
     """Replace args.device by the torch.device it names, or exit with a usage error."""
+    args.requested_device = args.device  # auto on a CPU: Run says where an unused NVIDIA GPU sits
     try:
-        args.device = pick_device(args.device)
+        args.device = device.pick_device(args.device)
     except ValueError as e:
         parser.error(f"--device: {e}")
-
-
-def pick_device(name):
-    accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
-    if name == "auto":  # torch reports CUDA first when there is a CUDA GPU
-        return accelerator or torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"'{name}' is not a device torch knows; use auto, cpu, cuda, mps, ...") from None
-    if device.type == "cpu":
-        return device
-    if accelerator is None or device.type != accelerator.type:
-        have = f"this machine has {accelerator.type}" if accelerator else "this machine has no accelerator torch can use"
-        raise ValueError(f"'{name}' is not available ({have}); use --device auto or cpu")
-    if device.index is not None and device.index >= torch.accelerator.device_count():
-        raise ValueError(f"'{name}' is not available (this machine has {torch.accelerator.device_count()} {device.type} devices)")
-    return device
 
 
 def script_path(script):
@@ -124,11 +107,3 @@ def shell_join(words, windows=None):
     if windows if windows is not None else sys.platform == "win32":
         return subprocess.list2cmdline(words)
     return shlex.join(words)
-
-
-def prepare(device):
-    """The memory format the nets run in on device (and cuDNN told to pick its fastest kernels)."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # the shapes never change, so let cuDNN time its kernels once
-    # channels_last makes CPU convolutions faster (about 1.4x per step here); GPUs keep their default.
-    return torch.channels_last if device.type == "cpu" else torch.preserve_format

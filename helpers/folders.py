@@ -7,6 +7,10 @@ at the same moment never share one. Files are written whole or not at all (a tem
 import json
 import os
 import re
+import sys
+from datetime import datetime, timezone
+
+from . import flags
 
 SETTINGS = "settings.json"
 
@@ -33,13 +37,11 @@ def write_json(path, value):
 
 
 def read_settings(folder):
-    """folder/settings.json as a dict; None if there is none (a run made before settings files)."""
+    """folder/settings.json as a dict; raises SettingsError, naming the file, where it cannot be read."""
     path = os.path.join(folder, SETTINGS)
     try:
         with open(path, encoding="utf-8") as f:
             settings = json.load(f)
-    except FileNotFoundError:
-        return None
     except (OSError, ValueError) as e:
         raise SettingsError(f"{path} cannot be read ({getattr(e, 'strerror', None) or e})") from None
     if not isinstance(settings, dict) or not isinstance(settings.get("net"), str):
@@ -124,3 +126,66 @@ def remove_made(folder, made):
             os.rmdir(path)  # only an empty folder
         except OSError:
             break
+
+
+def now():
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+class RunFolder:
+    """A run's folder and its settings.json (what the run was): claimed for a new run, or found by --resume.
+
+    settings is None where --resume found a settings.json that cannot be read: it is left as it is."""
+
+    def __init__(self, path, settings, made, script_path, argv, default_out):
+        self.path, self.settings, self.made = path, settings, made
+        self.script_path, self.argv, self.default_out = script_path, argv, default_out
+
+    @classmethod
+    def claim_new(cls, out_dir, settings, script_path, argv, default_out):
+        """A new folder (out_dir, else out_dir-2, ...) with settings.json; exits with a message where none can be made."""
+        try:
+            path, why, made = claim(out_dir)
+        except OSError as e:
+            raise SystemExit(f"error: cannot write results to {out_dir}: {e.strerror or e}. Pick another folder with --out-dir.") from None
+        folder = cls(path, settings, made, script_path, argv, default_out)
+        settings["command"] = folder.command_line()
+        try:
+            write_json(os.path.join(path, SETTINGS), settings)
+        except OSError as e:
+            folder.remove()
+            raise SystemExit(f"error: cannot write results to {path}: {e.strerror or e}. Pick another folder with --out-dir.") from None
+        return folder, why
+
+    def command_line(self):
+        """The command that started this Python, as typed where it can be known (sys.orig_argv), for settings.json."""
+        if self.argv is None:
+            return flags.shell_join(getattr(sys, "orig_argv", sys.argv))
+        return flags.shell_join(["python", self.script_path, *self.argv])  # main(argv) called from Python
+
+    def resume_command(self, args, typed):
+        words = ["python", self.script_path, "--resume"]
+        if os.path.normpath(self.path) != self.default_out:
+            words += ["--out-dir", self.path]
+        if args.resume and "epochs" in typed:  # a new run's settings.json has its epochs already
+            words += ["--epochs", str(args.epochs)]
+        if "device" in typed:
+            words += ["--device", str(args.device)]
+        if "no_show" in typed:
+            words += ["--no-show"]
+        return flags.shell_join(words)
+
+    def update(self, **values):
+        """Add values to settings.json and write it again (whole or not at all); a file that could not be read is left alone."""
+        if self.settings is None:
+            return
+        self.settings.update(values)
+        write_json(os.path.join(self.path, SETTINGS), self.settings)
+
+    def add_resume(self, entry):
+        if self.settings is not None:
+            self.update(resumed=[*self.settings.get("resumed", []), {"started": now(), "command": self.command_line(), **entry}])
+
+    def remove(self):
+        """A new run that saved nothing leaves nothing behind."""
+        remove_made(self.path, self.made)

@@ -1,4 +1,4 @@
-"""Runs compared by what changed (`python runs.py`, no training): one line per run in a figure, labelled by
+"""Runs compared by what changed (`python compare.py`, no training): one line per run in a figure, labelled by
 its folder and the settings that differ between the runs compared; the settings they share go in a footnote.
 A table in the terminal gives each run's net, epochs done, final and best test accuracy, and what differs."""
 import argparse
@@ -7,13 +7,10 @@ import os
 import re
 import sys
 
-import torch
-
-import figures
-import flags
-import folders
 from data import one_line
-from flags import HYPERPARAMETERS, short
+
+from . import figures, flags, folders
+from .flags import HYPERPARAMETERS, short
 
 RUNS = "runs"  # the scripts' out folders are under it; compared when no folder is named
 COMPARED = ("net", *HYPERPARAMETERS, "data", "device")  # the settings that can tell runs apart
@@ -38,22 +35,15 @@ def read_metrics(folder):
 
 
 def run_settings(folder):
-    """The settings of the run in folder that COMPARED names, from its settings.json, else from its checkpoint
-    (runs made before settings files), else none. A file that cannot be read is named on stderr."""
+    """The settings of the run in folder that COMPARED names, from its settings.json; a file that cannot be read
+    is named on stderr, and the run is compared by its metrics.csv and folder name alone."""
     try:
         settings = folders.read_settings(folder)
     except folders.SettingsError as e:
         print(f"warning: {e}; comparing {folder} by its metrics.csv alone", file=sys.stderr)
         return {}
-    if settings is None:
-        try:
-            checkpoint = torch.load(os.path.join(folder, "checkpoint.pt"), map_location="cpu", weights_only=True)
-            settings = {"net": checkpoint["net"], **checkpoint["hyperparameters"], "data": checkpoint.get("data")}
-        except Exception:  # no checkpoint either: the folder name alone says what it was
-            return {}
-    else:
-        settings = {**settings, "device": folders.latest(settings, "device")}
     found = {name: settings.get(name) for name in COMPARED}
+    found["device"] = folders.latest(settings, "device")
     if isinstance(found["data"], dict):
         found["data"] = f"{found['data'].get('train_images', 0):,}"
     return {name: value for name, value in found.items() if value is not None}
@@ -87,7 +77,7 @@ def find_runs(root):
 
 
 def main(argv=None):
-    parser = flags.Parser(prog="runs.py", description="Compare runs by what changed: test accuracy and training loss"
+    parser = flags.Parser(prog="compare.py", description="Compare runs by what changed: test accuracy and training loss"
                                      " per epoch, labelled by the settings that differ.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("folders", nargs="*", default=argparse.SUPPRESS,

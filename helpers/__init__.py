@@ -1,0 +1,5 @@
+"""The machinery around lecture 11's two scripts (flags, device, run folders, checkpoints and --resume, stops,
+figures, the comparison of runs): a learner need not read it; train_inception.py and train_resnet.py are the lesson."""
+from .run import Run
+
+__all__ = ["Run"]
