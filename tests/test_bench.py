@@ -3,10 +3,13 @@ import importlib.util
 import re
 import types
 
+import pytest
+
 from conftest import ROOT, run_script
 from test_faults import OFFLINE, run_main, use_proxy
 
 
+@pytest.mark.slow
 def test_compare_times_both_sides_and_prints_the_ratios(mnist_dir):
     result = run_script("bench/compare.py", "resnet", "--epochs", 1, "--data-dir", mnist_dir)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -25,6 +25,8 @@ from data import FILES
 from helpers import figures, flags, folders
 
 MODULES = [train_inception, train_resnet]
+# Tests that train: the machinery is the same for both, so InceptionNet (three times the work) runs with the slow tests.
+TRAINING = [pytest.param(train_inception, marks=pytest.mark.slow), train_resnet]
 
 
 def run_main(module, *args):
@@ -75,6 +77,7 @@ def test_failed_download_says_where_the_files_go(module, tmp_path, monkeypatch):
     assert "epoch" not in out and not (tmp_path / "out" / "metrics.csv").exists()
 
 
+@pytest.mark.slow
 def test_failed_download_from_the_command_line(tmp_path):
     result = run_script("train_resnet.py", "--data-dir", tmp_path / "data", "--out-dir", tmp_path / "out", "--no-show", env=OFFLINE)
     assert result.returncode == 1
@@ -183,6 +186,7 @@ def test_data_file_that_cannot_be_read_is_named(own_mnist, tmp_path, monkeypatch
     assert f"error: cannot read {labels}: Permission denied. Check the file and its permissions." in err
 
 
+@pytest.mark.slow
 def test_bad_data_file_from_the_command_line(own_mnist, tmp_path):
     truncate(own_mnist / "MNIST" / "raw" / "t10k-images-idx3-ubyte")
     result = run_script("train_inception.py", "--data-dir", own_mnist, "--out-dir", tmp_path / "out", "--no-show")
@@ -234,6 +238,7 @@ def test_impossible_constant_at_the_top_of_the_file_is_refused_too(module, monke
     assert code == 2 and "--momentum must be in [0, 1), got 1.5" in err
 
 
+@pytest.mark.slow
 def test_usage_error_from_the_command_line(tmp_path):
     result = run_script("train_resnet.py", "--lr", "-1", "--data-dir", tmp_path / "data")
     assert result.returncode == 2
@@ -254,7 +259,7 @@ def test_divergence_stops_with_advice(mnist_dir, tmp_path):
     assert sorted(os.listdir(tmp_path)) == []
 
 
-@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("module", TRAINING)
 def test_divergence_keeps_the_finished_epochs(module, mnist_dir, tmp_path, monkeypatch):
     real_train = module.train
 
@@ -282,7 +287,8 @@ OUT_OF_MEMORY = {
 }
 
 
-@pytest.mark.parametrize("module, kind", [(train_inception, "cuda"), (train_resnet, "mps")])
+@pytest.mark.parametrize("module, kind", [pytest.param(train_inception, "cuda", marks=pytest.mark.slow), (train_resnet, "mps"),
+                                          (train_resnet, "cuda")])
 def test_out_of_memory_frees_the_failed_step_and_keeps_the_finished_epochs(module, kind, mnist_dir, tmp_path, monkeypatch):
     real_train, step = module.train, []
 
@@ -344,7 +350,7 @@ def fail_writing(monkeypatch, name, error, times=1):
     monkeypatch.setattr(folders, "save_atomic", save_atomic)
 
 
-@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("module", TRAINING)
 def test_a_failed_save_keeps_the_earlier_results(module, mnist_dir, tmp_path, monkeypatch):
     fail_writing(monkeypatch, "model.pt", OSError(28, "No space left on device"))
     code, out, err = run_main(module, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
@@ -381,6 +387,7 @@ def test_a_results_file_held_open_by_another_program_is_a_warning(name, mnist_di
 # --- Ctrl-C ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_finished_epochs(mnist_dir, tmp_path):
     out = tmp_path / "out"
     args = ["--epochs", "1000", "--log-every", "10", "--data-dir", mnist_dir, "--out-dir", out, "--no-show"]
@@ -437,6 +444,7 @@ def test_a_folder_that_is_not_empty_is_left_alone(mnist_dir, tmp_path):
     assert digest(mine) == before and (tmp_path / "out-2" / "model.pt").is_file()
 
 
+@pytest.mark.slow
 def test_unwritable_out_dir_from_the_command_line(mnist_dir, tmp_path):
     (tmp_path / "results").write_text("x")
     result = run_script("train_inception.py", "--data-dir", mnist_dir, "--out-dir", tmp_path / "results", "--no-show")
@@ -467,6 +475,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(failure, tmp_
 # --- other shells, other machines ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_output_piped_into_head_ends_quietly(mnist_dir, tmp_path):
     out = tmp_path / "out"
     args = ["--epochs", 1, "--log-every", 1, "--data-dir", mnist_dir, "--out-dir", out, "--no-show"]

@@ -126,6 +126,8 @@ def test_resume_refuses_a_typed_flag_that_differs_and_another_data_set(here, mni
     copy = write_mnist(tmp_path / "copy")
     log = train("--resume", "--epochs", 2, "--data-dir", copy, mnist_dir=copy)
     assert "epoch 2: test accuracy" in log
+    assert f"note: --data-dir {copy} from here on (the run had {mnist_dir})" in log  # a typed --data-dir applies, and is said
+    assert json.loads((folder / "settings.json").read_text())["resumed"][-1]["data_dir"] == str(copy)
 
 
 def test_resumed_elsewhere_says_it_is_no_longer_bit_identical(here, mnist_dir):

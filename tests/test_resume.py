@@ -69,6 +69,7 @@ def test_resnet_resumed_equals_uninterrupted(saved_run, resnet_2_epochs, mnist_d
     assert_same_results(saved_run, resnet_2_epochs)
 
 
+@pytest.mark.slow
 def test_inception_resumed_equals_uninterrupted(mnist_dir, tmp_path):
     train(train_inception, tmp_path / "whole", "--epochs", 2, mnist_dir=mnist_dir)
     train(train_inception, tmp_path / "resumed", "--epochs", 1, mnist_dir=mnist_dir)
@@ -131,6 +132,7 @@ def interrupt_in_epoch_2(out, how, mnist_dir):
     return process.returncode, stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_the_middle_of_an_epoch_then_the_printed_command(tmp_path, resnet_2_epochs, mnist_dir):
     out = tmp_path / "out"
     code, stderr = interrupt_in_epoch_2(out, signal.SIGINT, mnist_dir)
@@ -145,6 +147,7 @@ def test_ctrl_c_in_the_middle_of_an_epoch_then_the_printed_command(tmp_path, res
     assert_same_results(out, resnet_2_epochs)
 
 
+@pytest.mark.slow
 def test_killed_in_the_middle_of_an_epoch_then_resumed(tmp_path, resnet_2_epochs, mnist_dir):
     out = tmp_path / "out"
     code, _ = interrupt_in_epoch_2(out, signal.SIGKILL, mnist_dir)

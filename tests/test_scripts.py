@@ -24,6 +24,7 @@ def read_metrics(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, epochs, lr, bar", [("train_inception.py", 2, 0.01, None), ("train_resnet.py", 3, 0.05, 90.0)])
 def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir, tmp_path):
     out = tmp_path / "out"
@@ -74,7 +75,7 @@ def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir
         assert float(final.group(1)) >= bar
 
 
-@pytest.mark.parametrize("module", [train_inception, train_resnet])
+@pytest.mark.parametrize("module", [pytest.param(train_inception, marks=pytest.mark.slow), train_resnet])
 def test_same_seed_gives_identical_weights_on_the_cpu(module, mnist_dir, tmp_path, capsys):
     weights = []
     for name in ("a", "b", "c"):

@@ -1,0 +1,71 @@
+"""The lecture's own DataLoader slots into a script: replace the line that calls mnist_loaders() by the
+lecture's DataLoaders (ToTensor, Normalize, shuffle=True), change nothing else, and the script trains,
+saves, plots and resumes."""
+import importlib.util
+import re
+
+import pytest
+import torch
+from test_resume import assert_same_results
+
+import train_resnet
+from conftest import ROOT
+from test_faults import run_main
+
+LINE = "        train_loader, test_loader = mnist_loaders(args.data_dir, args.batch_size, device, seed=args.seed)\n"
+LECTURE = """\
+        from torch.utils.data import DataLoader
+        from torchvision import datasets, transforms
+        transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+        train_dataset = datasets.MNIST(root=args.data_dir, train=True, download=True, transform=transform)
+        train_loader = DataLoader(train_dataset, shuffle=True, batch_size=args.batch_size)
+        test_dataset = datasets.MNIST(root=args.data_dir, train=False, download=True, transform=transform)
+        test_loader = DataLoader(test_dataset, shuffle=False, batch_size=args.batch_size)
+"""
+
+
+def with_the_lectures_loaders(tmp_path):
+    """train_resnet.py with that one line replaced, loaded as a module of its own."""
+    source = (ROOT / "train_resnet.py").read_text(encoding="utf-8")
+    assert source.count(LINE) == 1  # the line a learner replaces is there, as the README shows it
+    path = tmp_path / "train_resnet_dataloader.py"
+    path.write_text(source.replace(LINE, LECTURE), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("train_resnet_dataloader", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def train(module, out, *args, mnist_dir):
+    code, stdout, err = run_main(module, *args, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
+    assert code == 0, err
+    return stdout
+
+
+def test_the_lectures_dataloader_trains_saves_and_plots(mnist_dir, tmp_path):
+    lecture = with_the_lectures_loaders(tmp_path)
+    log = train(lecture, tmp_path / "lecture", "--epochs", 1, mnist_dir=mnist_dir)
+    assert "ResidualNet: 41,514 parameters, 2,000 training images" in log and "[1,    30] loss: " in log
+    accuracy = re.search(r"epoch 1: test accuracy (\d+\.\d\d)%", log).group(1)
+    for name in ("accuracy.png", "mistakes.png"):
+        assert (tmp_path / "lecture" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "lecture" / "metrics.csv").read_text().splitlines()[1].split(",")[2] == accuracy
+    model = train_resnet.NET()
+    model.load_state_dict(torch.load(tmp_path / "lecture" / "model.pt", weights_only=True))
+    mistakes = int(re.search(r"mistakes: (\d+) of 500 test images wrong after epoch 1", log).group(1))
+    assert mistakes == round(500 * (1 - float(accuracy) / 100))
+    # The same images and labels as mnist_loaders() gives: the run's data fingerprint is the same.
+    train(train_resnet, tmp_path / "ours", "--epochs", 1, mnist_dir=mnist_dir)
+    checkpoints = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("lecture", "ours")]
+    assert checkpoints[0]["data"] == checkpoints[1]["data"]
+
+
+@pytest.mark.slow
+def test_a_dataloader_run_resumes_bit_for_bit(mnist_dir, tmp_path):
+    """Its shuffling draws from torch's global generator, which the checkpoint saves."""
+    lecture = with_the_lectures_loaders(tmp_path)
+    train(lecture, tmp_path / "whole", "--epochs", 2, mnist_dir=mnist_dir)
+    train(lecture, tmp_path / "resumed", "--epochs", 1, mnist_dir=mnist_dir)
+    log = train(lecture, tmp_path / "resumed", "--epochs", 2, "--resume", mnist_dir=mnist_dir)
+    assert "resuming: epoch 1 done" in log
+    assert_same_results(tmp_path / "resumed", tmp_path / "whole")
