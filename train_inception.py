@@ -3,8 +3,7 @@
     python train_inception.py
 
 Edit the hyperparameters below, or override one for a single run: python train_inception.py --help lists the flags.
-Every run gets its own folder under runs/: the accuracy plot, metrics.csv, the weights and a checkpoint.
-"""
+Every run gets its own folder under runs/: the accuracy plot, metrics.csv, the weights and a checkpoint."""
 import time
 
 import torch

@@ -37,7 +37,7 @@ def load_checkpoint(parser, folder, net_name):
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         history = [tuple(row) for row in checkpoint["history"]]
-        missing = [key for key in ("net", "model", "optimizer", "generator") if key not in checkpoint]
+        missing = [key for key in ("net", "model", "optimizer", "generator", "data", "environment") if key not in checkpoint]
         missing += [name for name in HYPERPARAMETERS if name not in checkpoint["hyperparameters"]]
         if missing:
             raise KeyError(f"it has no {', '.join(missing)}")
@@ -103,7 +103,7 @@ def reconcile(parser, args, typed, folder, checkpoint, script):
 
 def check_data(parser, folder, saved, data, settings, data_dir):
     """Refuse (exit 2) to go on with other data than the run's: metrics.csv would mix two data sets."""
-    if not saved or saved == data:
+    if saved == data:
         return
 
     def describe(d):
@@ -118,7 +118,7 @@ def check_data(parser, folder, saved, data, settings, data_dir):
 
 def elsewhere(was, now):
     """A note where the run goes on with another device, thread count or torch than it had."""
-    if not was or was == now:
+    if was == now:
         return []
     changed = ", ".join(f"{key} {was.get(key)} -> {now[key]}" for key in now if was.get(key) != now[key])
     return [f"note: resumed with another {changed}: the run goes on, but is no longer bit-identical to an uninterrupted one"]

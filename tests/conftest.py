@@ -1,9 +1,13 @@
-"""Shared fixtures: a small real MNIST subset in torchvision's layout, and a way to run a script."""
+"""Shared fixtures: a small real MNIST subset in torchvision's layout, and ways to run a script."""
+import contextlib
 import gzip
+import hashlib
+import io
 import os
 import pathlib
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -49,3 +53,34 @@ def script_call(script, *args, env=None):
 def run_script(script, *args, env=None, timeout=120):
     """Run a training script as a user would; returns the CompletedProcess."""
     return subprocess.run(**script_call(script, *args, env=env), capture_output=True, timeout=timeout)
+
+
+def run_main(module, *args):
+    """Call a script's main() as `python script.py ARGS` would: returns (exit code, stdout, stderr). A training
+    script runs on the CPU unless args name another --device."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    pinned = CPU if hasattr(module, "NET") else ()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            module.main([*pinned, *map(str, args)])
+        except SystemExit as e:  # what the interpreter does with it: a message goes to stderr, exit 1
+            code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+            if isinstance(e.code, str):
+                print(e.code, file=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
+
+
+def use_proxy(monkeypatch, proxy):
+    """Send this process's downloads through proxy (urllib reads the variables when it builds its opener)."""
+    for name, value in [("http_proxy", proxy), ("https_proxy", proxy), ("no_proxy", ""), ("NO_PROXY", "")]:
+        monkeypatch.setenv(name, value)
+    # urlopen() keeps the opener it built first; a new one reads the variables. Undone after the test.
+    monkeypatch.setattr(urllib.request, "_opener", urllib.request.build_opener())

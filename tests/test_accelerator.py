@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import train_resnet
+from conftest import run_main
 from helpers import checkpoint
-from test_faults import run_main
 
 ACCELERATOR = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
 pytestmark = pytest.mark.skipif(ACCELERATOR is None, reason="no CUDA or MPS device on this machine: the accelerator path is not tested")

@@ -5,8 +5,7 @@ import types
 
 import pytest
 
-from conftest import ROOT, run_script
-from test_faults import OFFLINE, run_main, use_proxy
+from conftest import OFFLINE, ROOT, run_main, run_script, use_proxy
 
 
 @pytest.mark.slow

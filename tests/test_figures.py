@@ -9,10 +9,9 @@ import torch
 from torch import nn
 
 import compare as compare_command
-from conftest import ROOT
+from conftest import ROOT, run_main
 from data import MEAN, STD, Batches
 from helpers import figures
-from test_faults import run_main
 
 
 class Lookup(nn.Module):

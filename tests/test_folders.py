@@ -8,9 +8,8 @@ import pytest
 import torch
 
 import train_resnet
-from conftest import write_mnist
+from conftest import OFFLINE, digest, run_main, use_proxy, write_mnist
 from helpers import folders
-from test_faults import OFFLINE, digest, run_main, use_proxy
 
 
 @pytest.fixture

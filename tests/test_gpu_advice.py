@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import train_resnet
+from conftest import run_main
 from helpers import device
-from test_faults import run_main
 
 GPU = "GPU 0: NVIDIA GeForce RTX 4060 Laptop GPU (UUID: GPU-6c1ba3f2-0c4e-4e8f-9a55-2f1e0d3b7a11)"
 

@@ -6,11 +6,10 @@ import re
 
 import pytest
 import torch
-from test_resume import assert_same_results
 
 import train_resnet
-from conftest import ROOT
-from test_faults import run_main
+from conftest import ROOT, run_main
+from test_resume import assert_same_results
 
 LINE = "        train_loader, test_loader = mnist_loaders(args.data_dir, args.batch_size, device, seed=args.seed)\n"
 LECTURE = """\

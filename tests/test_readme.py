@@ -1,27 +1,64 @@
-"""The two READMEs give the same commands, so that the Chinese guide cannot drift from the English one."""
+"""The READMEs and docs/ pages: the two READMEs give the same commands, every command line works as typed in
+cmd.exe and Windows PowerShell 5.1, the pages they link exist, and the READMEs stay short."""
 import re
+
+import pytest
 
 from conftest import ROOT
 
+PAGES = ["README.md", "README.zh-CN.md", *(p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "docs").glob("*.md")))]
+
+
+def code_lines(name):
+    """The lines of a page's code: indented blocks and fenced blocks (not tables or prose)."""
+    lines, fenced = [], False
+    for line in (ROOT / name).read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif fenced or line.startswith("    "):
+            lines.append(line.strip())
+    return lines
+
 
 def commands(name):
-    """The commands a README tells its reader to type: indented code lines that start with pip or python."""
-    text = (ROOT / name).read_text(encoding="utf-8")
-    lines = [line.strip() for line in text.splitlines() if line.startswith("    ")]
-    return [re.sub(r"\s+#.*$", "", line) for line in lines if line.startswith(("pip ", "python "))]
+    """The command lines a page tells its reader to type: code lines that start with pip, python or py."""
+    return [line for line in code_lines(name) if re.match(r"(pip|python|py)( |$)", line)]
 
 
 def test_both_readmes_give_the_same_install_run_and_test_commands():
     english, chinese = commands("README.md"), commands("README.zh-CN.md")
     assert "pip install -r requirements.txt pytest && python -m pytest" in english
-    assert any(line.startswith("pip install -r requirements.txt && python train_") for line in english)
-    assert any(line.endswith("--resume") for line in english)
+    assert "pip install -r requirements.txt && python train_resnet.py" in english
+    assert 'python -c "import torch; print(torch.cuda.is_available())"' in english
     assert chinese == english
 
 
-def test_the_ci_runs_the_readmes_test_command():
+@pytest.mark.parametrize("page", PAGES)
+def test_every_command_line_works_as_typed_in_cmd_and_powershell(page):
+    """cmd.exe passes `#` and what follows to the script; neither shell continues a line after `\\`; VAR=1 python
+    is bash's; in cmd there is no diff, and PowerShell's diff compares the two names, not the files."""
+    lines = [line for line in code_lines(page) if re.match(r"(pip|python|py|diff|git|set|\$env:|[A-Z_]+=\S* )( |\b)", line)]
+    for line in lines:
+        assert " #" not in line and not line.startswith("#"), f"{page}: a comment on a command line: {line}"
+        assert not line.endswith("\\"), f"{page}: a continued line: {line}"
+        assert not re.match(r"[A-Z_]+=\S* ", line), f"{page}: a bash-only variable assignment: {line}"
+        assert not line.startswith("diff "), f"{page}: diff is not a command in cmd or PowerShell: {line}"
+    for line in (ROOT / page).read_text(encoding="utf-8").splitlines():  # prose too: `diff a b` in backquotes
+        assert not re.search(r"`diff [^`]*`", line), f"{page}: use git diff --no-index: {line}"
+        assert not re.search(r"`[A-Z_]+=\S+ python", line), f"{page}: a bash-only variable assignment: {line}"
+
+
+def test_the_readmes_say_what_to_type_in_windows_powershell_5():
+    english = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert "Windows PowerShell 5.1" in english and "type the two halves one after the other" in english
+    assert "Windows PowerShell 5.1" in (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")
+
+
+def test_the_ci_runs_the_readmes_test_command_and_the_slow_tests():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install -q -r requirements.txt pytest" in ci and "\npython -m pytest\n" in ci
+    assert "\npython -m pytest -m slow\n" in ci
+    assert "check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/" in ci
 
 
 def test_each_readme_links_to_the_other_at_its_top():
@@ -29,8 +66,30 @@ def test_each_readme_links_to_the_other_at_its_top():
     assert "[English](README.md)" in (ROOT / "README.zh-CN.md").read_text(encoding="utf-8").splitlines()[2]
 
 
-def test_the_readme_stays_short_and_links_the_failure_messages():
-    english = ROOT / "README.md"
-    assert len(english.read_bytes()) < 16_000  # the long tables live in docs/
-    for readme, page in (("README.md", "docs/troubleshooting.md"), ("README.zh-CN.md", "docs/troubleshooting.zh-CN.md")):
-        assert f"]({page})" in (ROOT / readme).read_text(encoding="utf-8") and (ROOT / page).is_file()
+@pytest.mark.parametrize("page", PAGES)
+def test_every_local_link_and_image_exists(page):
+    text = (ROOT / page).read_text(encoding="utf-8")
+    folder = (ROOT / page).parent
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if not target.startswith("http"):
+            assert (folder / target.split("#")[0]).exists(), f"{page} links {target}"
+
+
+def test_the_readmes_stay_short_and_link_the_docs():
+    assert len((ROOT / "README.md").read_bytes()) <= 8_000
+    assert len((ROOT / "README.zh-CN.md").read_bytes()) <= 12_000
+    for readme, troubleshooting in (("README.md", "docs/troubleshooting.md"), ("README.zh-CN.md", "docs/troubleshooting.zh-CN.md")):
+        text = (ROOT / readme).read_text(encoding="utf-8")
+        for page in ("docs/runs.md", "docs/flags.md", "docs/results.md", "docs/skip_connection.md", "docs/multiply_adds.md",
+                     "docs/performance.md", troubleshooting, "docs/testing.md"):
+            assert f"]({page})" in text, (readme, page)
+
+
+@pytest.mark.parametrize("page", ["README.zh-CN.md", "docs/troubleshooting.zh-CN.md"])
+def test_chinese_paragraphs_are_not_wrapped_between_two_chinese_characters(page):
+    """GitHub shows a space where a line break falls between two Chinese characters."""
+    lines = (ROOT / page).read_text(encoding="utf-8").splitlines()
+    han = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+    for line, following in zip(lines, lines[1:]):
+        if line and following and not line.startswith(("    ", "|", "#")):
+            assert not (han.match(line[-1]) and han.match(following[0])), f"{page}: {line[-20:]} / {following[:20]}"

@@ -12,9 +12,8 @@ import torch
 
 import train_inception
 import train_resnet
-from conftest import ROOT, script_call
+from conftest import ROOT, digest, run_main, script_call
 from helpers import checkpoint
-from test_faults import digest, run_main
 
 
 def results(folder):

@@ -12,9 +12,9 @@ import torch
 
 import train_inception
 import train_resnet
-from conftest import ROOT, run_script
+from conftest import ROOT, run_main, run_script
 from data import mnist_loaders
-from helpers import device
+from helpers import device, figures
 
 SCRIPTS = {"train_inception.py": train_inception, "train_resnet.py": train_resnet}
 
@@ -143,3 +143,26 @@ def test_a_mistyped_flag_gets_a_hint(capsys):
     with pytest.raises(SystemExit):
         train_resnet.main(["--batchsize", "32"])
     assert "(did you mean --batch-size?)" in capsys.readouterr().err
+
+
+def test_the_plot_window_is_announced_because_it_holds_the_script(mnist_dir, tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr(figures, "can_show", lambda: True)  # as on a laptop with a screen
+    monkeypatch.setattr(figures, "show", lambda fig, no_show: shown.append(fig))
+    code, out, err = run_main(train_resnet, "--epochs", 1, "--data-dir", mnist_dir, "--out-dir", tmp_path / "run")
+    assert code == 0, err
+    assert out.splitlines()[-1] == "the plot is open in a window: close it to end the script (--no-show skips it)"
+    assert len(shown) == 1 and shown[0].axes[0].get_title().startswith("ResidualNet on MNIST: final test accuracy")
+    shown[0].clf()
+    code, out, err = run_main(train_resnet, "--epochs", 1, "--data-dir", mnist_dir, "--out-dir", tmp_path / "run", "--no-show")
+    assert code == 0 and "the plot is open" not in out and len(shown) == 1
+
+
+def test_the_scripts_read_like_the_lecture():
+    source = (ROOT / "train_resnet.py").read_text(encoding="utf-8")
+    for line in ("criterion = torch.nn.CrossEntropyLoss()", "running_loss += loss.item()", "loss = criterion(outputs, target)",
+                 "total += labels.size(0)", "correct += (predicted == labels).sum().item()",
+                 "for epoch in range(first_epoch, args.epochs + 1):", "inputs, target = inputs.to(device), target.to(device)"):
+        assert line in source, line
+    docstring = train_resnet.__doc__.splitlines()
+    assert len(docstring) <= 6 and len(source.splitlines()) <= 90

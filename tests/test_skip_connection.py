@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import skip_connection
+from conftest import run_main
 from models import ResidualBlock
 from skip_connection import PlainBlock, Stack
-from test_faults import run_main
 
 
 def test_the_plain_block_differs_from_residual_block_only_by_the_skip():
@@ -73,7 +73,7 @@ def test_its_flags_are_checked_like_the_scripts(args, message, tmp_path):
 
 
 def test_missing_data_is_the_scripts_message(tmp_path, monkeypatch):
-    from test_faults import OFFLINE, use_proxy
+    from conftest import OFFLINE, use_proxy
 
     use_proxy(monkeypatch, OFFLINE["http_proxy"])
     code, _, err = run_main(skip_connection, "--depths", "1", "--device", "cpu", "--data-dir", tmp_path / "data", "--out", tmp_path / "s.png")

@@ -1,0 +1,187 @@
+"""A run that stops (divergence, out of memory, a failed save, Ctrl-C) says why, keeps the finished epochs and
+leaves every file whole."""
+import math
+import os
+import signal
+import subprocess
+import weakref
+
+import pytest
+import torch
+
+import train_inception
+import train_resnet
+from conftest import run_main, script_call
+from helpers import figures, folders
+
+MODULES = [train_inception, train_resnet]
+# Tests that train: the machinery is the same for both, so InceptionNet (three times the work) runs with the slow tests.
+TRAINING = [pytest.param(train_inception, marks=pytest.mark.slow), train_resnet]
+
+
+def test_divergence_stops_with_advice(mnist_dir, tmp_path):
+    code, out, err = run_main(train_resnet, "--lr", 100, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 1
+    assert "the training loss became nan in epoch 1" in err
+    assert "the loss is checked at the end of each epoch" in err
+    assert "try a smaller learning rate than --lr 100;" in err
+    assert err.rstrip().endswith("; nothing was saved.")
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.parametrize("module", TRAINING)
+def test_divergence_keeps_the_finished_epochs(module, mnist_dir, tmp_path, monkeypatch):
+    real_train = module.train
+
+    def train_then_blow_up(model, device, loader, optimizer, criterion, epoch, log_every):
+        if epoch == 2:  # what a too-large step does: the weights turn to inf and the loss to nan
+            with torch.no_grad():
+                model.l1.weight.fill_(math.inf)
+        return real_train(model, device, loader, optimizer, criterion, epoch, log_every)
+
+    monkeypatch.setattr(module, "train", train_then_blow_up)
+    code, out, err = run_main(module, "--epochs", 3, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 1
+    assert "the training loss became nan in epoch 2" in err
+    assert f"the results of epoch 1 are in {tmp_path}/" in err
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()[1:]
+    assert len(rows) == 1 and f"epoch 1: test accuracy {rows[0].split(',')[2]}%" in out
+    weights = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert all(torch.isfinite(w).all() for w in weights.values())  # epoch 1's weights, not the broken ones
+    assert sorted(os.listdir(tmp_path)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "mistakes.png", "model.pt", "settings.json"]
+
+
+OUT_OF_MEMORY = {
+    "cuda": lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    "mps": lambda: RuntimeError("MPS backend out of memory (MPS allocated: 17.00 GB, other allocations: 1.2 GB)"),
+}
+
+
+@pytest.mark.parametrize("module, kind", [pytest.param(train_inception, "cuda", marks=pytest.mark.slow), (train_resnet, "mps"),
+                                          (train_resnet, "cuda")])
+def test_out_of_memory_frees_the_failed_step_and_keeps_the_finished_epochs(module, kind, mnist_dir, tmp_path, monkeypatch):
+    real_train, step = module.train, []
+
+    def train_out_of_memory(model, device, loader, optimizer, criterion, epoch, log_every):
+        if epoch == 2:  # what a batch too large for the GPU does, in the middle of a step
+            activations = torch.zeros(1000, 1000)
+            step.append(weakref.ref(activations))
+            raise OUT_OF_MEMORY[kind]()
+        return real_train(model, device, loader, optimizer, criterion, epoch, log_every)
+
+    real_find, freed = figures.find_mistakes, []
+
+    def find_mistakes(model, loader, device):
+        freed.append(step[0]() is None and all(p.grad is None for p in model.parameters()))
+        return real_find(model, loader, device)
+
+    monkeypatch.setattr(module, "train", train_out_of_memory)
+    monkeypatch.setattr(figures, "find_mistakes", find_mistakes)
+    code, out, err = run_main(module, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 1 and "Traceback" not in err
+    assert "error: out of memory on cpu with --batch-size 64: try a smaller batch" in err
+    assert f"the results of epoch 1 are in {tmp_path}{os.sep}" in err
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
+    assert freed == [True]  # the failed step's tensors and the gradients were let go before mistakes.png
+    assert "mistakes: " in out and (tmp_path / "mistakes.png").exists()
+
+
+def test_out_of_memory_again_while_drawing_the_mistakes_skips_them(mnist_dir, tmp_path, monkeypatch):
+    real_train = train_resnet.train
+
+    def train_out_of_memory(model, device, loader, optimizer, criterion, epoch, log_every):
+        if epoch == 2:
+            raise OUT_OF_MEMORY["cuda"]()
+        return real_train(model, device, loader, optimizer, criterion, epoch, log_every)
+
+    def find_mistakes(model, loader, device):
+        raise OUT_OF_MEMORY["mps"]()
+
+    monkeypatch.setattr(train_resnet, "train", train_out_of_memory)
+    monkeypatch.setattr(figures, "find_mistakes", find_mistakes)
+    code, out, err = run_main(train_resnet, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 1 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("mistakes.png skipped: MPS backend out of memory") and len(lines) == 2
+    assert lines[1].startswith("error: out of memory on cpu") and not (tmp_path / "mistakes.png").exists()
+
+
+def fail_writing(monkeypatch, name, error, times=1):
+    """The second writing of name (epoch 2's) and the next times - 1 fail with error."""
+    real_save, calls = folders.save_atomic, []
+
+    def save_atomic(path, write):
+        if os.path.basename(path) == name:
+            calls.append(path)
+            if 2 <= len(calls) < 2 + times:
+                raise error
+        real_save(path, write)
+
+    monkeypatch.setattr(folders, "save_atomic", save_atomic)
+
+
+@pytest.mark.parametrize("module", TRAINING)
+def test_a_failed_save_keeps_the_earlier_results(module, mnist_dir, tmp_path, monkeypatch):
+    fail_writing(monkeypatch, "model.pt", OSError(28, "No space left on device"))
+    code, out, err = run_main(module, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 1
+    assert f"error: could not write the results of epoch 2 to {tmp_path}: model.pt: No space left on device;" in err
+    assert f"the results of epoch 1 are in {tmp_path}{os.sep}" in err
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
+    assert "epoch 3:" not in out
+
+
+def test_a_failed_checkpoint_says_which_epoch_each_file_holds(mnist_dir, tmp_path, monkeypatch):
+    fail_writing(monkeypatch, "checkpoint.pt", PermissionError(13, "Permission denied"))
+    code, out, err = run_main(train_resnet, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 1
+    assert f"could not write the results of epoch 2 to {tmp_path}: checkpoint.pt: Permission denied;" in err
+    assert (f"{tmp_path}{os.sep} holds model.pt of epoch 2; checkpoint.pt, metrics.csv, accuracy.png of epoch 1"
+            " (--resume goes on from epoch 1)") in err
+    assert len(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["history"]) == 1
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("name", ["metrics.csv", "accuracy.png"])
+def test_a_results_file_held_open_by_another_program_is_a_warning(name, mnist_dir, tmp_path, monkeypatch):
+    # On Windows, replacing metrics.csv while Excel has it open fails with "Permission denied".
+    fail_writing(monkeypatch, name, PermissionError(13, "Permission denied"))
+    code, out, err = run_main(train_resnet, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 0, err
+    assert err == (f"warning: could not replace {tmp_path / name} (Permission denied; open in another program?);"
+                   " it still holds epoch 1, and is written again after the next epoch\n")
+    assert "epoch 3: test accuracy" in out
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 4  # written again: all three epochs
+
+
+# --- Ctrl-C ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_finished_epochs(mnist_dir, tmp_path):
+    out = tmp_path / "out"
+    args = ["--epochs", "1000", "--log-every", "10", "--data-dir", mnist_dir, "--out-dir", out, "--no-show"]
+    process = subprocess.Popen(
+        **script_call("train_resnet.py", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # As in a terminal: a runner that started the tests in the background may have left SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    printed = []
+    for line in process.stdout:  # wait until two epochs are done, then press Ctrl-C
+        printed.append(line)
+        if line.startswith("epoch 2:"):
+            process.send_signal(signal.SIGINT)
+            break
+    rest, err = process.communicate(timeout=60)
+    printed += rest.splitlines(keepends=True)
+    assert process.returncode == 130
+    assert "Traceback" not in err
+    assert "interrupted: the results of epochs 1-" in err and f" are in {out}{os.sep}" in err
+    finished = [line for line in printed if line.startswith("epoch ")]
+    rows = (out / "metrics.csv").read_text().splitlines()[1:]
+    assert len(rows) == len(finished) >= 2
+    assert f"the results of epochs 1-{len(finished)} are in" in err
+    model = train_resnet.NET()
+    model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    files = ["accuracy.png", "checkpoint.pt", "metrics.csv", "mistakes.png", "model.pt", "settings.json"]
+    assert sorted(os.listdir(out)) == files  # no temporary files
