@@ -7,7 +7,8 @@ import subprocess
 
 import torch
 
-INSTALL = "pip install torch torchvision --index-url https://download.pytorch.org/whl/cu126"
+SELECTOR = "https://pytorch.org/get-started/locally/"  # PyTorch's install selector: the command for your CUDA version
+INSTALL = "pip install torch torchvision --index-url https://download.pytorch.org/whl/cu126"  # its command for CUDA 12.6
 CHECK = 'python -c "import torch; print(torch.cuda.is_available())"'
 
 
@@ -49,11 +50,11 @@ def unused_gpu_advice(gpus):
     gpu = gpus[0].split(" (UUID")[0]
     if torch.version.cuda is None:
         why = f"the installed torch {torch.__version__} is a CPU-only build (pip's default on Windows)"
-        fix = f"install a CUDA build of torch: {INSTALL}"
+        fix = f"install a CUDA build of torch with the command from {SELECTOR}, for CUDA 12.6: {INSTALL}"
     else:
         why = f"the installed torch {torch.__version__} is built for CUDA {torch.version.cuda} but finds no CUDA device"
         fix = (f"update the NVIDIA driver (the top line of `nvidia-smi` shows the newest CUDA it supports),"
-               f" or install a torch built for an older CUDA: {INSTALL}")
+               f" or install a torch built for an older CUDA with the command from {SELECTOR}")
     return f"nvidia-smi lists {gpu}, but {why}.\n  fix: {fix}\n  then check: {CHECK} prints True"
 
 

@@ -48,9 +48,9 @@ def test_auto_on_the_cpu_beside_an_nvidia_gpu_says_why_and_goes_on(build, no_tor
                                                           else "is built for CUDA 12.6 but finds no CUDA device."))
     fix = lines[3]
     if build == "cpu-only":
-        assert fix == f"  fix: install a CUDA build of torch: {device.INSTALL}"
+        assert fix == f"  fix: install a CUDA build of torch with the command from {device.SELECTOR}, for CUDA 12.6: {device.INSTALL}"
     else:
-        assert fix.startswith("  fix: update the NVIDIA driver") and fix.endswith(device.INSTALL)
+        assert fix.startswith("  fix: update the NVIDIA driver") and fix.endswith(f"an older CUDA with the command from {device.SELECTOR}")
     assert lines[4] == f"  then check: {device.CHECK} prints True"
     assert "epoch 1: test accuracy" in out  # the run goes on, on the CPU
 
@@ -61,7 +61,8 @@ def test_device_cuda_beside_an_unusable_nvidia_gpu_is_a_usage_error_with_the_fix
     code, out, err = run_main(train_resnet, "--device", "cuda", "--data-dir", tmp_path / "data", "--out-dir", tmp_path / "run")
     assert code == 2 and out == ""
     assert "error: --device: 'cuda' is not available: nvidia-smi lists GPU 0: NVIDIA GeForce RTX 4060 Laptop GPU" in err
-    assert f"fix: install a CUDA build of torch: {device.INSTALL}" in err and "this machine has no accelerator" not in err
+    assert f"fix: install a CUDA build of torch with the command from {device.SELECTOR}, for CUDA 12.6: {device.INSTALL}" in err
+    assert "this machine has no accelerator" not in err
     assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
 
 
