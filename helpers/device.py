@@ -52,7 +52,7 @@ def unused_gpu_advice(gpus):
         why = f"the installed torch {torch.__version__} is a CPU-only build (pip's default on Windows)"
         fix = f"install a CUDA build of torch with the command from {SELECTOR}, for CUDA 12.6: {INSTALL}"
     else:
-        why = f"the installed torch {torch.__version__} is built for CUDA {torch.version.cuda} but finds no CUDA device"
+        why = f"the installed torch {torch.__version__} is built for CUDA {torch.version.cuda} and finds no CUDA device"
         fix = (f"update the NVIDIA driver (the top line of `nvidia-smi` shows the newest CUDA it supports),"
                f" or install a torch built for an older CUDA with the command from {SELECTOR}")
     return f"nvidia-smi lists {gpu}, but {why}.\n  fix: {fix}\n  then check: {CHECK} prints True"

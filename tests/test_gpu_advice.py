@@ -45,7 +45,7 @@ def test_auto_on_the_cpu_beside_an_nvidia_gpu_says_why_and_goes_on(build, no_tor
     assert lines[1] == "device: cpu"
     assert lines[2] == ("note: training on the CPU: nvidia-smi lists GPU 0: NVIDIA GeForce RTX 4060 Laptop GPU, but the installed"
                         f" torch {torch.__version__} " + ("is a CPU-only build (pip's default on Windows)." if build == "cpu-only"
-                                                          else "is built for CUDA 12.6 but finds no CUDA device."))
+                                                          else "is built for CUDA 12.6 and finds no CUDA device."))
     fix = lines[3]
     if build == "cpu-only":
         assert fix == f"  fix: install a CUDA build of torch with the command from {device.SELECTOR}, for CUDA 12.6: {device.INSTALL}"
