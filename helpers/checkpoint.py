@@ -95,12 +95,12 @@ class Checkpoint:
         """How many epochs checkpoint.pt holds: what --resume would go on from."""
         return self.written["checkpoint.pt"]
 
-    def record(self, lesson, hyperparameters, data, device, row):
+    def record(self, lesson, hyperparameters, device, row):
         """Take the finished epoch's state (row: epoch, train_loss, test_accuracy, seconds) and write the files."""
         optimizer = lesson.optimizer.state_dict()
         optimizer["state"] = {i: cpu_copies(s) for i, s in optimizer["state"].items()}
         self.state = {
-            "net": self.net_name, "hyperparameters": hyperparameters, "data": data, "environment": environment(device),
+            "net": self.net_name, "hyperparameters": hyperparameters, "data": lesson.data, "environment": environment(device),
             "model": cpu_copies(lesson.model.state_dict()), "optimizer": optimizer,
             "generator": shuffle_generator(lesson.train_loader).get_state(), "history": self.history + [row],
         }

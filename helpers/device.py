@@ -58,9 +58,10 @@ def unused_gpu_advice(gpus):
     return f"nvidia-smi lists {gpu}, but {why}.\n  fix: {fix}\n  then check: {CHECK} prints True"
 
 
-def gpu_note(device):
-    """A line for the start of a run that --device auto put on the CPU although an NVIDIA GPU is there; else None."""
-    if device.type != "cpu" or torch.accelerator.is_available():
+def gpu_note(requested, device):
+    """A line for the start of a run that --device auto put on the CPU although an NVIDIA GPU is there; else None.
+    (auto gives the CPU only where torch has no accelerator.)"""
+    if requested != "auto" or device.type != "cpu":
         return None
     gpus = nvidia_gpus()
     return f"note: training on the CPU: {unused_gpu_advice(gpus)}" if gpus else None

@@ -53,8 +53,11 @@ def read_settings(folder):
 
 
 def latest(settings, name):
-    """A setting as it stands now: the last --resume's value where one set it, else the run's own."""
-    return (settings.get("resumed") or [settings])[-1].get(name)
+    """A setting as it stands now: the value of the last --resume that recorded it, else the run's own."""
+    for entry in reversed([settings, *settings.get("resumed", [])]):
+        if entry.get(name) is not None:
+            return entry[name]
+    return None
 
 
 def numbered(folder):

@@ -52,7 +52,7 @@ class Run:
             if not self.args.resume:
                 stops.say(f"results: {self.folder.path}{os.sep}" + (f" ({why}; delete a run's folder to replace it)" if why else ""))
             stops.say(f"device: {self.device}")
-            gpu_note = device.gpu_note(self.device) if self.args.requested_device == "auto" else None
+            gpu_note = device.gpu_note(self.args.requested_device, self.device)
             if gpu_note:
                 stops.say(gpu_note)
         except SystemExit:  # the output went into `head`, which has closed it
@@ -97,7 +97,7 @@ class Run:
             raise FloatingPointError(f"the training loss became {train_loss} in epoch {epoch}")
         seconds = time.perf_counter() - self.clock
         hyperparameters = {name: getattr(self.args, name) for name in HYPERPARAMETERS}
-        self.checkpoint.record(self.lesson, hyperparameters, self.lesson.data, self.device, (epoch, train_loss, accuracy, seconds))
+        self.checkpoint.record(self.lesson, hyperparameters, self.device, (epoch, train_loss, accuracy, seconds))
         images_per_second = self.lesson.data["train_images"] / train_seconds
         print(f"epoch {epoch}: test accuracy {accuracy:.2f}%  (train {train_seconds:.1f} s, {images_per_second:.0f} img/s)", flush=True)
         self.clock = time.perf_counter()

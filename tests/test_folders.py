@@ -156,3 +156,12 @@ def test_a_settings_file_that_cannot_be_read_is_named_and_left_alone(here, mnist
     assert f"note: {os.path.join('runs', 'resnet', 'settings.json')} cannot be read (" in log
     assert "going on with the checkpoint's settings" in log and "epoch 2: test accuracy" in log
     assert settings.read_text() == '{"net": "ResidualNet", "lr": 0.01,'
+
+
+def test_a_setting_as_it_stands_is_the_last_resume_that_recorded_it():
+    settings = {"net": "ResidualNet", "epochs": 10, "data_dir": "data", "device": "cpu",
+                "resumed": [{"epochs": 20, "data_dir": "copy", "device": "cuda:0"}, {"epochs": 30, "device": "cpu"}]}
+    assert folders.latest(settings, "epochs") == 30
+    assert folders.latest(settings, "data_dir") == "copy"  # the last resume did not record one: the one before did
+    assert folders.latest({**settings, "resumed": []}, "data_dir") == "data"
+    assert folders.latest(settings, "log_every") is None

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import train_resnet
-from conftest import ROOT, run_main
-from test_resume import assert_same_results
+from conftest import ROOT
+from test_resume import assert_same_results, train
 
 LINE = "        train_loader, test_loader = mnist_loaders(args.data_dir, args.batch_size, device, seed=args.seed)\n"
 LECTURE = """\
@@ -33,12 +33,6 @@ def with_the_lectures_loaders(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def train(module, out, *args, mnist_dir):
-    code, stdout, err = run_main(module, *args, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
-    assert code == 0, err
-    return stdout
 
 
 def test_the_lectures_dataloader_trains_saves_and_plots(mnist_dir, tmp_path):
