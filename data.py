@@ -1,15 +1,18 @@
-"""MNIST for the lecture-11 scripts: torchvision downloads and parses the files, then each split is
-held once, as one uint8 tensor on the training device, and normalized batch by batch.
+"""MNIST for the lecture-11 scripts: the four files are read where they are, checked, and each split is held once,
+as one uint8 tensor on the training device, and normalized batch by batch.
 
-Why not the lecture's DataLoader + ToTensor() + Normalize()? For 28x28 images that per-image pipeline
-(a PIL image, two transforms and a collate for every image) takes about a third of a CPU epoch. Here a
-batch is one indexing of a tensor that already sits where the model runs. The numbers are the same:
-tests/test_data.py checks the batches against torchvision's own transforms.
+The files are found in DATA_DIR/MNIST/raw/ (torchvision's layout) or straight in DATA_DIR, under their usual names
+(train-images-idx3-ubyte) or the dotted ones of many mirrors and Kaggle (train-images.idx3-ubyte), unpacked or .gz.
+They are only read, never changed; where none are found, torchvision downloads them into DATA_DIR/MNIST/raw/.
+
+Why not the lecture's DataLoader + ToTensor() + Normalize()? For 28x28 images that per-image pipeline (a PIL image,
+two transforms and a collate for every image) takes a large part of a CPU epoch. Here a batch is one indexing of a
+tensor that already sits where the model runs. The numbers are the same: tests/test_data.py checks the batches
+against torchvision's own transforms.
 """
 import gzip
 import math
 import os
-import shutil
 import socket
 import zlib
 
@@ -19,7 +22,7 @@ MEAN, STD = 0.1307, 0.3081  # mean and std of MNIST's training pixels, on ToTens
 TEST_BATCH_SIZE = 200  # evaluation: fewer steps than 64; far larger batches fall out of CPU cache (slower, more memory)
 DOWNLOAD_TIMEOUT = 10  # seconds a download may wait on a silent network before it gives up
 
-# The four files torchvision reads from <data-dir>/MNIST/raw/: (name, magic number, dimensions).
+# The four files: (name, magic number, dimensions).
 FILES = (
     ("train-images-idx3-ubyte", 0x803, 3),
     ("train-labels-idx1-ubyte", 0x801, 1),
@@ -62,136 +65,105 @@ class Batches:
 
 def mnist_loaders(data_dir, batch_size, device, seed=0):
     """Train and test batches of MNIST from data_dir (downloaded there first if missing) on device."""
-    ensure_downloaded(data_dir)
-    check_files(data_dir)
-    # Imported here, not at the top: a second of start-up that --help, usage errors and bad files skip.
-    from torchvision import datasets
-
-    loaders = []
-    for train in (True, False):
-        try:
-            split = datasets.MNIST(data_dir, train=train, download=False)
-        except Exception as e:  # check_files passed, so this is something it does not know of
-            raise DataError(f"could not read MNIST in {raw_folder(data_dir)}: {one_line(e)}") from e
-        images = split.data.unsqueeze(1).to(device)  # (N, 1, 28, 28) uint8: a quarter of float32's memory
-        labels = split.targets.to(device)
-        if train:
-            loaders.append(Batches(images, labels, batch_size, shuffle=True, seed=seed))
-        else:
-            loaders.append(Batches(images, labels, TEST_BATCH_SIZE))
-    return tuple(loaders)
+    (train_images, train_labels), (test_images, test_labels) = read_mnist(data_dir)
+    return (Batches(train_images.to(device), train_labels.to(device), batch_size, shuffle=True, seed=seed),
+            Batches(test_images.to(device), test_labels.to(device), TEST_BATCH_SIZE))
 
 
 def raw_folder(data_dir):
     return os.path.join(data_dir, "MNIST", "raw")
 
 
-def unpack_gz(folder):
-    """Unpack each MNIST file that is there only as a .gz copy, next to it; the .gz is left as it is.
-
-    torchvision takes .gz files only with the checksums of its own download, so a copy from another
-    mirror (compressed again) would otherwise count as missing.
-    """
-    for name, _, _ in FILES:
-        path, gz = os.path.join(folder, name), os.path.join(folder, name + ".gz")
-        if os.path.exists(path) or not os.path.isfile(gz):
-            continue
-        tmp = f"{path}.{os.getpid()}.tmp"  # a half-unpacked file never takes the real name
-        try:
-            with gzip.open(gz, "rb") as packed, open(tmp, "wb") as unpacked:
-                shutil.copyfileobj(packed, unpacked)
-            os.replace(tmp, path)
-        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-            raise DataError(f"{gz} is damaged and cannot be unpacked ({one_line(e)}). Replace the file.") from e
-        except OSError as e:
-            raise DataError(f"cannot unpack {gz}: {e.strerror or e}. Check the file and the folder's permissions.") from e
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        print(f"unpacked {gz} (the .gz is kept)")
+def find(data_dir, name):
+    """Where one of the four files is: MNIST/raw/ first, then data_dir itself; either name, unpacked or .gz; else None."""
+    for folder in (raw_folder(data_dir), data_dir):
+        for base in (name, name.replace("-idx", ".idx")):
+            for path in (os.path.join(folder, base), os.path.join(folder, base + ".gz")):
+                if os.path.isfile(path):
+                    return path
+    return None
 
 
-def ensure_downloaded(data_dir):
-    """Use .gz copies where the files are missing, else let torchvision download them, or fail quickly."""
-    folder = raw_folder(data_dir)
-    unpack_gz(folder)
+def read_mnist(data_dir):
+    """((train images, labels), (test images, labels)): images (N, 1, 28, 28) uint8, labels int64, on the CPU."""
+    paths = [find(data_dir, name) for name, _, _ in FILES]
+    if None in paths:
+        download(data_dir)
+        paths = [find(data_dir, name) for name, _, _ in FILES]
+    tensors = [read_idx(path, magic, ndim) for path, (_, magic, ndim) in zip(paths, FILES)]
+    splits = []
+    for (images, labels), (image_path, label_path) in zip((tensors[:2], tensors[2:]), (paths[:2], paths[2:])):
+        if len(images) != len(labels):
+            raise DataError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels; they must"
+                            " match. Replace the file that belongs to another set.")
+        bad = (labels > 9).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            raise DataError(f"{label_path} is damaged: label {int(labels[i])} at position {i} is not a digit 0-9. Replace the file.")
+        splits.append((images.unsqueeze(1), labels.long()))
+    return splits
 
-    def all_there():
-        return all(os.path.isfile(os.path.join(folder, name)) for name, _, _ in FILES)
 
-    if all_there():
-        return
-    from torchvision import datasets
+def read_idx(path, magic, ndim):
+    """One file of MNIST's idx format (a .gz one unpacked in memory) as a uint8 tensor, checked on the way."""
+    try:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise DataError(f"{path} is damaged and cannot be unpacked ({one_line(e)}): an interrupted download? Replace the file.") from e
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}. Check the file and its permissions.") from e
+    if not raw:
+        raise DataError(f"{path} is empty (an interrupted download?). Replace the file.")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated: {len(raw)} bytes, too short even for its header. Replace the file.")
+    found = int.from_bytes(raw[:4], "big")
+    if found != magic:
+        what = "image" if ndim == 3 else "label"
+        raise DataError(f"{path} has magic number {found:#010x}, not {magic:#010x}: it is not an MNIST {what} file"
+                        " (a file under the wrong name?). Replace it with the real file.")
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + math.prod(dims)
+    if len(raw) != expected:
+        state = "truncated" if len(raw) < expected else "too long"
+        raise DataError(f"{path} is {state}: its header promises {' x '.join(map(str, dims))} bytes of data ({expected} bytes in"
+                        f" all), but it has {len(raw)} bytes. Replace the file.")
+    if ndim == 3 and dims[1:] != [28, 28]:
+        raise DataError(f"{path} holds {dims[1]}x{dims[2]} images; these nets need MNIST's 28x28. Replace the file.")
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).view(*dims)
 
-    made, path = [], os.path.abspath(folder)  # the folders the download will make, innermost first
+
+def download(data_dir):
+    """torchvision's download into data_dir/MNIST/raw/, or a DataError that says where to put the files by hand."""
+    from torchvision import datasets  # a second of start-up that runs with the files in place never pay
+
+    made, path = [], os.path.abspath(raw_folder(data_dir))  # the folders the download will make, innermost first
     while not os.path.isdir(path):
         made.append(path)
         path = os.path.dirname(path)
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # urllib waits forever on a silent network otherwise
     try:
-        datasets.MNIST(data_dir, train=True, download=True)  # downloads, then parses the training split
+        datasets.MNIST(data_dir, train=True, download=True)
     except Exception as e:
-        if all_there():  # downloaded but not readable: check_files, next, names the file and what is wrong
+        if all(find(data_dir, name) for name, _, _ in FILES):  # downloaded, but torchvision could not read it: read_idx says why
             return
         for path in made:  # a failed download leaves no empty folders behind
             try:
                 os.rmdir(path)
             except OSError:
                 break
-        names = ", ".join(name for name, _, _ in FILES)
         raise DataError(
-            f"MNIST is not in {folder}/ and could not be downloaded.\n"
+            f"MNIST is not in {raw_folder(data_dir)}{os.sep} nor in {data_dir}{os.sep}, and could not be downloaded.\n"
             f"  download error: {one_line(e)}\n"
-            f"  fix: copy the four MNIST files ({names}, or their .gz copies)\n"
-            f"       into {folder}/, or point --data-dir at a folder that has MNIST/raw/ with them."
+            f"  fix: put the four MNIST files, {', '.join(name for name, _, _ in FILES)}\n"
+            f"       (or with a dot, train-images.idx3-ubyte, ...; .gz or not), into {raw_folder(data_dir)}{os.sep} or {data_dir}{os.sep},\n"
+            "       or point --data-dir at the folder that holds them."
         ) from e
     finally:
         socket.setdefaulttimeout(previous_timeout)
-
-
-def check_files(data_dir):
-    """Check the four files' headers and sizes, so that a bad file is named instead of failing in torchvision.
-
-    Only reads; the user's files are never changed.
-    """
-    counts = {}
-    for name, magic, ndim in FILES:
-        path = os.path.join(raw_folder(data_dir), name)
-        try:
-            with open(path, "rb") as f:
-                header = f.read(4 + 4 * ndim)
-            size = os.path.getsize(path)
-        except OSError as e:
-            raise DataError(f"cannot read {path}: {e.strerror or e}. Check the file and its permissions.") from e
-        if len(header) < 4 + 4 * ndim:
-            raise DataError(f"{path} is truncated: {size} bytes, too short even for its header. Replace the file.")
-        found = int.from_bytes(header[:4], "big")
-        if found != magic:
-            what = "image" if ndim == 3 else "label"
-            raise DataError(
-                f"{path} has magic number {found:#010x}, not {magic:#010x}: it is not an MNIST {what} file"
-                " (a .gz file that was not unpacked, or a file under the wrong name?). Replace it with the real file."
-            )
-        dims = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-        expected = 4 + 4 * ndim + math.prod(dims)
-        if size != expected:
-            shape = " x ".join(map(str, dims))
-            state = "truncated" if size < expected else "too long"
-            raise DataError(
-                f"{path} is {state}: its header promises {shape} bytes of data ({expected} bytes in all),"
-                f" but the file has {size} bytes. Replace the file."
-            )
-        if ndim == 3 and dims[1:] != [28, 28]:
-            raise DataError(f"{path} holds {dims[1]}x{dims[2]} images; these nets need MNIST's 28x28. Replace the file.")
-        counts[name] = dims[0]
-    for prefix in ("train", "t10k"):
-        images, labels = counts[f"{prefix}-images-idx3-ubyte"], counts[f"{prefix}-labels-idx1-ubyte"]
-        if images != labels:
-            raise DataError(
-                f"{raw_folder(data_dir)}: {prefix}-images-idx3-ubyte has {images} images but {prefix}-labels-idx1-ubyte"
-                f" has {labels} labels; they must match. Replace the file that belongs to another set."
-            )
 
 
 def one_line(error):

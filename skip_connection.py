@@ -16,6 +16,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from data import DataError, mnist_loaders
@@ -92,7 +93,7 @@ def test(model, loader):
 
 def measure(depths, epochs, device, data_dir, log=print):
     """results[(variant, depth)] = dict(first_step, epoch_mean, losses, accuracy), each pair from the same start."""
-    memory_format = devices.prepare(device)
+    memory_format = devices.memory_format(device)
     train_loader, test_loader = mnist_loaders(data_dir, BATCH_SIZE, device, seed=SEED)
     results = {}
     for depth in depths:
@@ -120,6 +121,37 @@ def row(depth, variant, r):
             f" {r['epoch_mean'][0]:>11.1e} {r['epoch_mean'][-1]:>11.1e} {last_loss:>10} {r['accuracy']:>13.2f}%")
 
 
+def plot(results, loss_every):
+    """The skip-connection experiment: results[(variant, depth)] = dict(first_step, epoch_mean, losses, accuracy)."""
+    depths = sorted({depth for _, depth in results})
+    deepest = depths[-1]
+    colors = {"residual": "tab:blue", "plain": "tab:red"}
+    fig, (norms, loss, accuracy) = figures.plt.subplots(1, 3, figsize=(15, 4.4))
+    for variant, color in colors.items():
+        found = results.get((variant, deepest))
+        if found is None:
+            continue
+        blocks = range(1, deepest + 1)
+        # A gradient of exactly 0 has no place on a log scale: left out (a gap in the line).
+        first, mean = ([g if g > 0 else float("nan") for g in found[key]] for key in ("first_step", "epoch_mean"))
+        norms.plot(blocks, first, marker="o", color=color, label=f"{variant}, first step")
+        norms.plot(blocks, mean, marker=".", ls="--", color=color, label=f"{variant}, mean over epoch 1")
+        loss.plot(*zip(*found["losses"]), color=color, label=f"{variant}, {deepest} blocks")
+        accuracy.plot(depths, [results[(variant, d)]["accuracy"] for d in depths], marker="o", color=color, label=variant)
+    norms.set(yscale="log", xlabel="block (1 = nearest the input)", ylabel="gradient norm of the block's weights",
+              title=f"gradients reaching each of {deepest} blocks")
+    norms.xaxis.set_major_locator(MaxNLocator(integer=True))
+    loss.set(xlabel="SGD step", ylabel=f"training loss (mean of {loss_every} batches)", title=f"training loss, {deepest} blocks")
+    accuracy.set(xscale="log", xlabel="blocks", ylabel="test accuracy (%)", title="test accuracy against depth", ylim=(0, 100))
+    accuracy.set_xticks(depths, [str(d) for d in depths])
+    accuracy.minorticks_off()
+    for ax in (norms, loss, accuracy):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def parse_depths(parser, text):
     try:
         depths = sorted({int(word) for word in text.split(",") if word.strip()})
@@ -141,18 +173,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
     depths = parse_depths(parser, args.depths)
     flags.at_least_one(parser, epochs=args.epochs)
-    flags.check_device(parser, args)
+    args.device = flags.check_device(parser, args.device)
     figures.check_format(parser, "--out", args.out)
     print(f"device: {args.device}; {len(depths) * 2} nets, {args.epochs} epoch{'s' * (args.epochs != 1)} each;"
           f" batch {BATCH_SIZE}, lr {LR}, momentum {MOMENTUM}, seed {SEED}")
     print(HEADER, flush=True)
     try:
         results = measure(depths, args.epochs, args.device, args.data_dir, log=lambda line: print(line, flush=True))
-        fig = figures.plot_skip(results, LOSS_EVERY)
+        fig = plot(results, LOSS_EVERY)
         figures.save(fig, args.out)
     except DataError as e:
         raise SystemExit(f"error: {e}") from None
-    except torch.OutOfMemoryError:
+    except devices.OutOfMemoryError:
         raise SystemExit(f"error: out of memory on {args.device}: try fewer --depths, or --device cpu") from None
     except OSError as e:
         raise SystemExit(f"error: cannot write {args.out}: {e.strerror or e}. Pick another path with --out.") from None

@@ -59,14 +59,15 @@ def test(model, device, test_loader):
 
 
 def main(argv=None):
-    run = helpers.Run(__file__, NET, argv, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, momentum=MOMENTUM, seed=SEED,
-                      log_every=LOG_EVERY, data_dir=DATA_DIR, out_dir=OUT_DIR)  # the flags, the device and the run's folder
-    args, device = run.args, run.device
-    with run:  # a stop (Ctrl-C, divergence, out of memory, ...) ends with one message and keeps the finished epochs
+    run = helpers.Run(NET, argv, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, momentum=MOMENTUM, seed=SEED,
+                      log_every=LOG_EVERY, data_dir=DATA_DIR, out_dir=OUT_DIR)  # the flags; with --resume, the run's own
+    args = run.args
+    device = helpers.pick_device(args.device)  # the lecture's torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    with run:  # a stop (Ctrl-C, kill, divergence, out of memory, a full disk) says why and keeps the finished epochs
         torch.manual_seed(args.seed)
-        # Not the lecture's DataLoader: data.py holds MNIST on the device, and 3 epochs take 0.53-0.61x the time (CPU).
+        # Not the lecture's DataLoader: data.py holds MNIST on the device as one tensor (docs/performance.md).
         train_loader, test_loader = mnist_loaders(args.data_dir, args.batch_size, device, seed=args.seed)
-        model = NET().to(device, memory_format=run.memory_format)  # channels_last on a CPU: about 1.4x faster per step
+        model = NET().to(device, memory_format=helpers.memory_format(device))  # channels_last on a CPU
         criterion = torch.nn.CrossEntropyLoss()
         optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
         first_epoch = run.start(model, optimizer, train_loader, test_loader)  # 1; with --resume, after the saved epochs
@@ -77,6 +78,7 @@ def main(argv=None):
             train_seconds = time.perf_counter() - start
             accuracy = test(model, device, test_loader)
             run.save(epoch, train_loss, accuracy, train_seconds)  # prints the epoch's line, writes its files and checkpoint
+    run.show_plot()  # the accuracy plot: in a window, a notebook or an IDE's plot pane; always in the run's accuracy.png
 
 
 if __name__ == "__main__":

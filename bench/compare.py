@@ -64,14 +64,13 @@ def main(argv=None):
             parser.error(f"{flag} must be at least 1, got {value}")
     data_dir = os.path.abspath(args.data_dir)
     if not all(os.path.isfile(os.path.join(data_dir, "MNIST", "raw", name)) for name in MNIST_FILES):
-        # Before the clock starts, so that both sides find the same four unpacked files. data.py (and its
+        # Before the clock starts, so that both sides find the same four files. data.py (and its
         # FILES, which MNIST_FILES repeats) is imported only here: it brings torch, a second of start-up
         # that a ready data folder skips.
-        from data import DataError, check_files, ensure_downloaded
+        from data import DataError, read_mnist
 
         try:
-            ensure_downloaded(data_dir)
-            check_files(data_dir)
+            read_mnist(data_dir)  # downloads what is missing, and names a bad file
         except DataError as e:
             raise SystemExit(f"error: {e}") from None
 

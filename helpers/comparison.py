@@ -3,13 +3,11 @@ its folder and the settings that differ between the runs compared; the settings 
 A table in the terminal gives each run's net, epochs done, final and best test accuracy, and what differs."""
 import argparse
 import csv
+import json
 import os
 import re
-import sys
 
-from data import one_line
-
-from . import figures, flags, folders
+from . import console, figures, flags
 from .flags import HYPERPARAMETERS, short
 
 RUNS = "runs"  # the scripts' out folders are under it; compared when no folder is named
@@ -30,23 +28,27 @@ def read_metrics(folder):
     except OSError as e:
         raise SystemExit(f"error: cannot read {path}: {e.strerror or e}. Is {folder} the out folder of a run?") from None
     except (KeyError, TypeError, ValueError) as e:
-        raise SystemExit(f"error: {path} is not a run's metrics ({one_line(e)}). Is {folder} the out folder of a run?") from None
+        raise SystemExit(f"error: {path} is not a run's metrics ({console.one_line(e)}). Is {folder} the out folder of a run?") from None
     return columns
 
 
 def run_settings(folder):
-    """The settings of the run in folder that COMPARED names, from its settings.json; a file that cannot be read
-    is named on stderr, and the run is compared by its metrics.csv and folder name alone."""
+    """The settings of the run in folder that COMPARED names, from its settings.json; one that cannot be read (or was
+    edited into something else) is named on stderr, and the run is compared by its metrics.csv and folder name alone."""
+    path = os.path.join(folder, "settings.json")
     try:
-        settings = folders.read_settings(folder)
-    except folders.SettingsError as e:
-        print(f"warning: {e}; comparing {folder} by its metrics.csv alone", file=sys.stderr)
+        with open(path, encoding="utf-8") as f:
+            settings = json.load(f)
+        if not isinstance(settings, dict) or not isinstance(settings.get("net"), str):
+            raise ValueError("it has no net")
+    except (OSError, ValueError) as e:
+        console.tell(f"warning: {path} cannot be read ({getattr(e, 'strerror', None) or e}); comparing {folder} by its metrics.csv alone")
         return {}
-    found = {name: settings.get(name) for name in COMPARED}
-    found["device"] = folders.latest(settings, "device")
+    resumed = [entry for entry in settings.get("resumed", []) if isinstance(entry, dict) and entry.get("device")]
+    found = {**{name: settings.get(name) for name in COMPARED}, **({"device": resumed[-1]["device"]} if resumed else {})}
     if isinstance(found["data"], dict):
         found["data"] = f"{found['data'].get('train_images', 0):,}"
-    return {name: value for name, value in found.items() if value is not None}
+    return {name: value for name, value in found.items() if isinstance(value, (str, int, float))}
 
 
 def differences(settings):
@@ -55,8 +57,7 @@ def differences(settings):
     known = [s for s in settings if s]
     names = [name for name in COMPARED if any(name in s for s in known)]
     differ = [name for name in names if len({repr(s.get(name)) for s in known}) > 1]
-    shared = {name: known[0][name] for name in names if name not in differ}
-    return differ, shared
+    return differ, {name: known[0][name] for name in names if name not in differ}
 
 
 def describe(settings, names):
@@ -70,21 +71,21 @@ def natural(folder):
 
 def find_runs(root):
     try:
-        names = os.listdir(root)
+        names = [name for name in os.listdir(root) if not name.startswith(".")]
     except OSError:
         names = []
     return sorted((os.path.join(root, n) for n in names if os.path.isfile(os.path.join(root, n, "metrics.csv"))), key=natural)
 
 
 def main(argv=None):
+    console.prepare()
     parser = flags.Parser(prog="compare.py", description="Compare runs by what changed: test accuracy and training loss"
-                                     " per epoch, labelled by the settings that differ.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                          " per epoch, labelled by the settings that differ.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("folders", nargs="*", default=argparse.SUPPRESS,
                         help=f"run folders (each with a metrics.csv); none: every run under {RUNS}/")
     parser.add_argument("-o", "--output", default=os.path.join(RUNS, "comparison.png"), help="where the figure goes (.png, .svg, .pdf)")
-    parser.add_argument("--no-show", action="store_true", help="only save the figure, never open a window")
-    args = parser.parse_args(argv)
+    parser.add_argument("--no-show", action="store_true", help="only save the figure, never show it")
+    args = parser.parse_args(flags.command_line_args() if argv is None else argv)
     figures.check_format(parser, "-o", args.output)
     run_folders = [os.path.normpath(f) for f in getattr(args, "folders", [])] or find_runs(RUNS)
     if not run_folders:
@@ -96,25 +97,24 @@ def main(argv=None):
     names = [os.path.basename(f) for f in run_folders]
     names = names if len(set(names)) == len(names) else run_folders
     labels = [f"{name}: {describe(s, differ)}" if describe(s, differ) else name for name, s in zip(names, settings)]
-    print_table(run_folders, metrics, settings, differ, shared)
-    everyone = "all runs" if all(settings) else "all runs whose settings are known"
-    fig = figures.plot_comparison(dict(zip(labels, metrics)), shared=f"{everyone}: {describe(shared, shared)}" if shared else "")
+    everyone = f"{'all runs' if all(settings) else 'all runs whose settings are known'}: {describe(shared, shared)}" if shared else ""
+    print_table(run_folders, metrics, settings, differ, f"shared by {everyone}" if shared else "")
+    fig = figures.plot_comparison(dict(zip(labels, metrics)), shared=everyone)
     try:
         figures.save(fig, args.output)
     except OSError as e:
         figures.plt.close(fig)
         raise SystemExit(f"error: cannot write {args.output}: {e.strerror or e}. Pick another path with -o.") from None
-    print(f"{len(run_folders)} run{'s' * (len(run_folders) != 1)} compared: {args.output}")
+    console.say(f"{len(run_folders)} run{'s' * (len(run_folders) != 1)} compared: {args.output}")
     figures.show(fig, args.no_show)
 
 
 def print_table(run_folders, metrics, settings, differ, shared):
     width = max(len("run"), *map(len, run_folders))
-    print(f"{'run':<{width}}  {'net':<12} {'epochs':>6} {'final':>8} {'best (epoch)':>14}  differs")
+    lines = [f"{'run':<{width}}  {'net':<12} {'epochs':>6} {'final':>8} {'best (epoch)':>14}  differs"]
     for folder, (epochs, _, accuracies), s in zip(run_folders, metrics, settings):
         best = max(range(len(accuracies)), key=accuracies.__getitem__)
         best_text = f"{accuracies[best]:.2f}% ({int(epochs[best])})"
-        print(f"{folder:<{width}}  {s.get('net', '?'):<12} {int(epochs[-1]):>6} {accuracies[-1]:>7.2f}% {best_text:>14}"
-              f"  {describe(s, [n for n in differ if n != 'net']) or '-'}")
-    if shared:
-        print(f"shared by all: {describe(shared, shared)}")
+        lines.append(f"{folder:<{width}}  {s.get('net', '?'):<12} {int(epochs[-1]):>6} {accuracies[-1]:>7.2f}% {best_text:>14}"
+                     f"  {describe(s, [n for n in differ if n != 'net']) or '-'}")
+    console.say("\n".join(lines + ([shared] if shared else [])))

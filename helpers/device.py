@@ -7,30 +7,67 @@ import subprocess
 
 import torch
 
+from . import console
+
 SELECTOR = "https://pytorch.org/get-started/locally/"  # PyTorch's install selector: the command for your CUDA version
 INSTALL = "pip install torch torchvision --index-url https://download.pytorch.org/whl/cu126"  # its command for CUDA 12.6
 CHECK = 'python -c "import torch; print(torch.cuda.is_available())"'
+OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch.OutOfMemoryError from 2.5 on
 
 
-def pick_device(name):
+def accelerator():
+    """The accelerator torch can use here (a torch.device), or None; torch.accelerator from torch 2.6 on, CUDA or MPS before."""
+    if hasattr(torch, "accelerator"):
+        return torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("mps") if torch.backends.mps.is_available() else None
+
+
+def device_count(kind):
+    return torch.accelerator.device_count() if hasattr(torch, "accelerator") else getattr(torch, kind).device_count()
+
+
+def pick(name):
     """The torch.device that --device names; raises ValueError where this machine does not have it."""
-    accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+    found = accelerator()
     if name == "auto":  # torch reports CUDA first when there is a CUDA GPU
-        return accelerator or torch.device("cpu")
+        return found or torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
         raise ValueError(f"'{name}' is not a device torch knows; use auto, cpu, cuda, mps, ...") from None
     if device.type == "cpu":
         return device
-    if accelerator is None or device.type != accelerator.type:
-        if device.type == "cuda" and accelerator is None and (gpus := nvidia_gpus()):
+    if found is None or device.type != found.type:
+        if device.type == "cuda" and found is None and (gpus := nvidia_gpus()):
             raise ValueError(f"'{name}' is not available: {unused_gpu_advice(gpus)}")
-        have = f"this machine has {accelerator.type}" if accelerator else "this machine has no accelerator torch can use"
+        have = f"this machine has {found.type}" if found else "this machine has no accelerator torch can use"
         raise ValueError(f"'{name}' is not available ({have}); use --device auto or cpu")
-    if device.index is not None and device.index >= torch.accelerator.device_count():
-        raise ValueError(f"'{name}' is not available (this machine has {torch.accelerator.device_count()} {device.type} devices)")
+    if device.index is not None and device.index >= device_count(device.type):
+        raise ValueError(f"'{name}' is not available (this machine has {device_count(device.type)} {device.type} devices)")
     return device
+
+
+def pick_device(name):
+    """pick(name), said in the run's first lines (with why an NVIDIA GPU sits unused, where one does)."""
+    device = pick(name)
+    console.say(f"device: {device}")
+    if name == "auto" and device.type == "cpu" and (gpus := nvidia_gpus()):  # auto gives the CPU only where torch has no accelerator
+        console.say(f"note: training on the CPU: {unused_gpu_advice(gpus)}")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # the shapes never change, so let cuDNN time its kernels once
+    return device
+
+
+def memory_format(device):
+    """channels_last makes CPU convolutions faster (docs/performance.md); GPUs keep their default."""
+    return torch.channels_last if device.type == "cpu" else torch.preserve_format
+
+
+def is_out_of_memory(error):
+    # CUDA raises torch.OutOfMemoryError; Apple's MPS a plain RuntimeError ("MPS backend out of memory").
+    return isinstance(error, OutOfMemoryError) or (isinstance(error, RuntimeError) and "out of memory" in str(error))
 
 
 def nvidia_gpus():
@@ -56,20 +93,3 @@ def unused_gpu_advice(gpus):
         fix = (f"update the NVIDIA driver (the top line of `nvidia-smi` shows the newest CUDA it supports),"
                f" or install a torch built for an older CUDA with the command from {SELECTOR}")
     return f"nvidia-smi lists {gpu}, but {why}.\n  fix: {fix}\n  then check: {CHECK} prints True"
-
-
-def gpu_note(requested, device):
-    """A line for the start of a run that --device auto put on the CPU although an NVIDIA GPU is there; else None.
-    (auto gives the CPU only where torch has no accelerator.)"""
-    if requested != "auto" or device.type != "cpu":
-        return None
-    gpus = nvidia_gpus()
-    return f"note: training on the CPU: {unused_gpu_advice(gpus)}" if gpus else None
-
-
-def prepare(device):
-    """The memory format the nets run in on device (and cuDNN told to pick its fastest kernels)."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # the shapes never change, so let cuDNN time its kernels once
-    # channels_last makes CPU convolutions faster (about 1.4x per step here); GPUs keep their default.
-    return torch.channels_last if device.type == "cpu" else torch.preserve_format

@@ -1,22 +1,28 @@
-"""The figures: a run's accuracy plot and mistakes.png, runs side by side, and the skip-connection experiment.
-
-Each function returns a matplotlib figure; save() writes one whole or not at all, show() opens it."""
+"""The figures: a run's accuracy plot and mistakes.png, and runs side by side. save() writes a figure whole or not
+at all; show() shows it where this Python can: a window, a notebook, an IDE's plot pane."""
 import math
 import os
 import warnings
 
+import matplotlib
 import matplotlib.pyplot as plt
 import torch
+from matplotlib import font_manager
 from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.ticker import MaxNLocator
 
-from .folders import save_atomic
+from . import console
 
 MISTAKES_SHOWN = 48  # the most confident mistakes drawn in mistakes.png
+# Fonts with Chinese glyphs (Windows, macOS, Linux), put behind the default font where the system has one.
+CJK_FONTS = ("Microsoft YaHei", "SimHei", "PingFang SC", "Hiragino Sans GB", "Heiti SC", "STHeiti", "Noto Sans CJK SC",
+             "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Arial Unicode MS")
 
 
 def save(fig, path):
     """Write fig to path in the format its name says (.png, .svg, .pdf, ...), atomically; its folder is made if missing."""
+    from .store import save_atomic
+
     if os.path.dirname(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
     save_atomic(path, lambda f: fig.savefig(f, format=file_format(path), dpi=100))
@@ -40,14 +46,19 @@ def write_png(fig, f):
         plt.close(fig)
 
 
-def can_show():
-    """Whether plt.show() opens a window here (not on a machine without a screen, nor with MPLBACKEND=Agg)."""
-    return plt.get_backend().lower() not in ("agg", "pdf", "ps", "svg", "pgf", "cairo", "template")
-
-
-def show(fig, no_show):
-    if not no_show:
-        with warnings.catch_warnings():  # a machine without a display has no window to open: the file is enough
+def show(fig, no_show=False, say=console.say):
+    """Show fig, then let it go: in a window (plt.show() then waits until it is closed, and say() says so), inline in
+    a notebook, or in an IDE's plot pane (PyCharm's, Spyder's: a module:// backend). Nowhere on a machine without a
+    screen, nor under `!python` in a notebook, where the inline backend would print the figure's repr."""
+    if no_show:
+        return plt.close(fig)
+    backend = plt.get_backend()
+    window = type(fig.canvas).required_interactive_framework is not None
+    inline = "inline" in backend.lower()
+    if window or ((backend.startswith("module://") or inline) and (not inline or console.in_kernel())):
+        if window and not matplotlib.is_interactive():  # only then does plt.show() wait
+            say("the plot is open in a window: close it to end the script (--no-show skips it)")
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             try:
                 plt.show()
@@ -91,14 +102,18 @@ def plot(history, net_name):
 @torch.inference_mode()
 def find_mistakes(model, loader, device):
     """The test images that model gets wrong, the most confident mistakes first: (images, labels, predicted,
-    confidence), on the CPU. Works with data.Batches and with a DataLoader alike."""
+    confidence), on the CPU. Works with data.Batches and with a DataLoader alike; the model's mode is left as it was."""
+    training = model.training
     model.eval()
     found = []
-    for images, labels in loader:
-        images, labels = images.to(device), labels.to(device)
-        confidence, predicted = model(images).softmax(dim=1).max(dim=1)
-        wrong = predicted != labels
-        found.append([t[wrong].cpu() for t in (images, labels, predicted, confidence)])
+    try:
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            confidence, predicted = model(images).softmax(dim=1).max(dim=1)
+            wrong = predicted != labels
+            found.append([t[wrong].cpu() for t in (images, labels, predicted, confidence)])
+    finally:
+        model.train(training)
     images, labels, predicted, confidence = (torch.cat(column) for column in zip(*found))
     order = confidence.argsort(descending=True, stable=True)
     return images[order], labels[order], predicted[order], confidence[order]
@@ -127,52 +142,43 @@ def plot_mistakes(images, labels, predicted, confidence, total, net_name):
     return fig
 
 
+def fonts_for(texts):
+    """(rc settings, texts): a CJK font the system has goes behind the default font, for run folders with Chinese names;
+    where there is none, a character the fonts cannot draw is written as its \\uXXXX escape (no box, no warning)."""
+    have = {font.name for font in font_manager.fontManager.ttflist}
+    family = [*plt.rcParams["font.family"], *(name for name in CJK_FONTS if name in have)]
+    drawn = set()
+    for name in family:
+        path = font_manager.findfont(font_manager.FontProperties(family=[name]), fallback_to_default=False)
+        drawn.update(font_manager.get_font(path).get_charmap())
+    texts = ["".join(c if ord(c) in drawn or c.isspace() else c.encode("ascii", "backslashreplace").decode() for c in text) for text in texts]
+    return {"font.family": family}, texts
+
+
 def plot_comparison(runs, shared=""):
-    """runs: {label: (epochs, train losses, test accuracies)} -> accuracy and loss side by side; shared: a footnote."""
-    fig, (accuracy, loss) = plt.subplots(1, 2, figsize=(11, 4.4))
-    for label, (epochs, losses, accuracies) in runs.items():
-        line, = accuracy.plot(epochs, accuracies, marker="o", markersize=3, label=f"{label} ({accuracies[-1]:.2f}%)")
-        loss.plot(epochs, losses, marker="o", markersize=3, color=line.get_color(), label=label)
-    accuracy.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy per epoch (final in brackets)")
-    loss.set(xlabel="epoch", ylabel="mean training loss", yscale="log", title="mean training loss per epoch")
-    last = max(int(max(epochs)) for epochs, _, _ in runs.values())
-    accuracy_axis(accuracy, [a for _, _, accuracies in runs.values() for a in accuracies])
-    for ax in (accuracy, loss):
-        epoch_axis(ax, last)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if shared:
-        fig.text(0.5, 0.01, shared, ha="center", va="bottom", fontsize=8, color="0.3")
-    fig.tight_layout(rect=(0, 0.04 if shared else 0, 1, 1))
-    return fig
-
-
-def plot_skip(results, loss_every):
-    """The skip-connection experiment: results[(variant, depth)] = dict(first_step, epoch_mean, losses, accuracy)."""
-    depths = sorted({depth for _, depth in results})
-    deepest = depths[-1]
-    colors = {"residual": "tab:blue", "plain": "tab:red"}
-    fig, (norms, loss, accuracy) = plt.subplots(1, 3, figsize=(15, 4.4))
-    for variant, color in colors.items():
-        found = results.get((variant, deepest))
-        if found is None:
-            continue
-        blocks = range(1, deepest + 1)
-        # A gradient of exactly 0 has no place on a log scale: left out (a gap in the line).
-        first, mean = ([g if g > 0 else float("nan") for g in found[key]] for key in ("first_step", "epoch_mean"))
-        norms.plot(blocks, first, marker="o", color=color, label=f"{variant}, first step")
-        norms.plot(blocks, mean, marker=".", ls="--", color=color, label=f"{variant}, mean over epoch 1")
-        loss.plot(*zip(*found["losses"]), color=color, label=f"{variant}, {deepest} blocks")
-        accuracy.plot(depths, [results[(variant, d)]["accuracy"] for d in depths], marker="o", color=color, label=variant)
-    norms.set(yscale="log", xlabel="block (1 = nearest the input)", ylabel="gradient norm of the block's weights",
-              title=f"gradients reaching each of {deepest} blocks")
-    norms.xaxis.set_major_locator(MaxNLocator(integer=True))
-    loss.set(xlabel="SGD step", ylabel=f"training loss (mean of {loss_every} batches)", title=f"training loss, {deepest} blocks")
-    accuracy.set(xscale="log", xlabel="blocks", ylabel="test accuracy (%)", title="test accuracy against depth", ylim=(0, 100))
-    accuracy.set_xticks(depths, [str(d) for d in depths])
-    accuracy.minorticks_off()
-    for ax in (norms, loss, accuracy):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    """runs: {label: (epochs, train losses, test accuracies)} -> accuracy and loss side by side, a line per run, and one
+    legend below both in as many rows as it needs (the figure grows with it); shared: a footnote. After 10 runs the
+    colours come round again, with another line style."""
+    rc, texts = fonts_for([*runs, shared])
+    labels, shared = texts[:-1], texts[-1]
+    columns = 1 if len(runs) <= 3 else 2 if len(runs) <= 12 else 3
+    legend, foot = 0.2 * math.ceil(len(runs) / columns) + 0.15, 0.3 if shared else 0.0
+    height = 4.2 + legend + foot
+    with plt.rc_context(rc):
+        fig, (accuracy, loss) = plt.subplots(1, 2, figsize=(11, height))
+        for i, (label, (epochs, losses, accuracies)) in enumerate(zip(labels, runs.values())):
+            style = dict(marker="o", markersize=3, linestyle=("-", "--", ":", "-.")[i // 10 % 4])
+            line, = accuracy.plot(epochs, accuracies, label=f"{label} ({accuracies[-1]:.2f}%)", **style)
+            loss.plot(epochs, losses, color=line.get_color(), label=label, **style)
+        accuracy.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy per epoch (final in brackets)")
+        loss.set(xlabel="epoch", ylabel="mean training loss", yscale="log", title="mean training loss per epoch")
+        accuracy_axis(accuracy, [a for _, _, accuracies in runs.values() for a in accuracies])
+        for ax in (accuracy, loss):
+            epoch_axis(ax, max(int(max(epochs)) for epochs, _, _ in runs.values()))
+            ax.grid(alpha=0.3)
+        fig.legend(handles=accuracy.lines, loc="lower center", ncol=columns, fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, foot / height))
+        if shared:
+            fig.text(0.5, 0.01, shared, ha="center", va="bottom", fontsize=8, color="0.3", wrap=True)
+        fig.tight_layout(rect=(0, (legend + foot) / height, 1, 1))
     return fig

@@ -1,9 +1,10 @@
-"""The command line: the flags of the training scripts (their defaults are the script's constants),
-their checks, and the device they name (see device.py). A usage error exits with 2 before anything is loaded."""
+"""The command line: the flags of the training scripts (their defaults are the script's constants), their checks,
+and the command lines a run prints back. A usage error exits with 2 before anything is loaded."""
 import argparse
 import difflib
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -37,6 +38,13 @@ def short(value):
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def command_line_args():
+    """sys.argv[1:], except in a process that a Jupyter kernel launched: there they are the kernel's (-f kernel-....json).
+    %run script.py --lr 0.05 in a notebook sets sys.argv to the script's own, and keeps them."""
+    launched_by_kernel = "ipykernel" in sys.modules and re.search(r"kernel_launcher\.py$|ipykernel[\\/]__main__\.py$", sys.argv[0])
+    return [] if launched_by_kernel else sys.argv[1:]
+
+
 def at_least_one(parser, **values):
     for name, value in values.items():
         if value < 1:
@@ -54,17 +62,17 @@ def parse_args(argv, description, defaults):
     parser.add_argument("--momentum", type=float, default=d["momentum"], help="SGD momentum, in [0, 1)")
     parser.add_argument("--seed", type=int, default=d["seed"], help="random seed")
     parser.add_argument("--log-every", type=int, default=d["log_every"], help="batches between loss lines")
-    parser.add_argument("--data-dir", default=d["data_dir"], help="folder that holds (or receives) MNIST/raw/")
+    parser.add_argument("--data-dir", default=d["data_dir"], help="folder that holds (or receives) MNIST: in MNIST/raw/ or itself")
     parser.add_argument("--out-dir", default=d["out_dir"],
                         help="folder for accuracy.png, metrics.csv, model.pt, checkpoint.pt, mistakes.png and settings.json;"
                              " if it holds a run already, the next free OUT_DIR-2, OUT_DIR-3, ...")
     parser.add_argument("--resume", action="store_true",
                         help="go on from the last finished epoch of the latest run (OUT_DIR, OUT_DIR-2, ...) or of --out-dir")
     add_device_flag(parser)
-    parser.add_argument("--no-show", action="store_true", help="only save the plot, never open a window")
+    parser.add_argument("--no-show", action="store_true", help="only save the plot, never show it")
     # Every flag starts as TYPED_NOT, so that what was typed can be told from a default.
     namespace = argparse.Namespace(**{action.dest: TYPED_NOT for action in parser._actions if action.dest != "help"})
-    args = parser.parse_args(argv, namespace)
+    args = parser.parse_args(command_line_args() if argv is None else [str(a) for a in argv], namespace)
     typed = {name for name, value in vars(args).items() if value is not TYPED_NOT}
     for action in parser._actions:
         if getattr(args, action.dest, None) is TYPED_NOT:
@@ -77,7 +85,7 @@ def parse_args(argv, description, defaults):
         parser.error(f"--momentum must be in [0, 1), got {short(args.momentum)}")
     if not 0 <= args.seed < 2**64:  # what torch.manual_seed takes
         parser.error(f"--seed must be from 0 to 2**64 - 1, got {args.seed}")
-    check_device(parser, args)
+    check_device(parser, args.device)
     return parser, args, typed
 
 
@@ -85,11 +93,10 @@ def add_device_flag(parser):
     parser.add_argument("--device", default="auto", help="auto (CUDA, else another accelerator, else CPU), cpu, cuda, cuda:1, mps, ...")
 
 
-def check_device(parser, args):
-    """Replace args.device by the torch.device it names, or exit with a usage error."""
-    args.requested_device = args.device  # auto on a CPU: Run says where an unused NVIDIA GPU sits
+def check_device(parser, name):
+    """A usage error where --device names a device this machine does not have."""
     try:
-        args.device = device.pick_device(args.device)
+        return device.pick(name)
     except ValueError as e:
         parser.error(f"--device: {e}")
 

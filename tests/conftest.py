@@ -1,5 +1,6 @@
 """Shared fixtures: a small real MNIST subset in torchvision's layout, and ways to run a script."""
 import contextlib
+import csv
 import gzip
 import hashlib
 import io
@@ -10,10 +11,10 @@ import sys
 import urllib.request
 
 import pytest
+import torch
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHIPPED = pathlib.Path(__file__).resolve().parent / "data"  # 2,000 train + 500 test MNIST images, see its README
-sys.path.insert(0, str(ROOT))
 os.environ["MPLBACKEND"] = "Agg"  # tests never open windows
 
 
@@ -46,7 +47,7 @@ def script_call(script, *args, env=None):
     pinned = CPU if script.startswith("train_") else ()
     return dict(
         args=[sys.executable, str(ROOT / script), *pinned, *map(str, args)],
-        cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})), text=True,
+        cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, text=True,
     )
 
 
@@ -84,3 +85,26 @@ def use_proxy(monkeypatch, proxy):
         monkeypatch.setenv(name, value)
     # urlopen() keeps the opener it built first; a new one reads the variables. Undone after the test.
     monkeypatch.setattr(urllib.request, "_opener", urllib.request.build_opener())
+
+
+def train(module, out, *args, mnist_dir):
+    """One run of a script's main() into out, on the shipped subset; returns what it printed."""
+    code, stdout, stderr = run_main(module, *args, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
+    assert code == 0, stderr
+    return stdout
+
+
+def results(folder):
+    """What must not depend on where a run stopped: the metrics' loss and accuracy columns and the weights."""
+    with open(folder / "metrics.csv", newline="") as f:
+        rows = [(row["epoch"], row["train_loss"], row["test_accuracy"]) for row in csv.DictReader(f)]
+    return rows, torch.load(folder / "model.pt", weights_only=True)
+
+
+def assert_same_results(folder, reference):
+    rows, weights = results(folder)
+    expected_rows, expected_weights = results(reference)
+    assert rows == expected_rows
+    assert weights.keys() == expected_weights.keys()
+    for name, tensor in weights.items():
+        assert torch.equal(tensor, expected_weights[name]), name  # bit for bit

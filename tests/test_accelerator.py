@@ -5,9 +5,9 @@ import torch
 
 import train_resnet
 from conftest import run_main
-from helpers import checkpoint
+from helpers import device, store
 
-ACCELERATOR = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+ACCELERATOR = device.accelerator()
 pytestmark = pytest.mark.skipif(ACCELERATOR is None, reason="no CUDA or MPS device on this machine: the accelerator path is not tested")
 
 
@@ -20,10 +20,10 @@ def train(out, *args, mnist_dir):
 def test_one_epoch_on_the_accelerator(mnist_dir, tmp_path):
     log = train(tmp_path / "run", "--epochs", 1, "--device", "auto", mnist_dir=mnist_dir)
     assert f"device: {ACCELERATOR}" in log and "epoch 1: test accuracy" in log
-    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
-    tensors = list(checkpoint["model"].values()) + [s["momentum_buffer"] for s in checkpoint["optimizer"]["state"].values()]
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    tensors = list(saved["model"].values()) + [s["momentum_buffer"] for s in saved["optimizer"]["state"].values()]
     assert all(t.device.type == "cpu" for t in tensors)  # saved on the CPU, so it loads anywhere
-    assert checkpoint["environment"]["device"].startswith(ACCELERATOR.type)
+    assert saved["environment"]["device"].startswith(ACCELERATOR.type)
 
 
 def test_saved_on_the_accelerator_resumed_on_the_cpu_and_back(mnist_dir, tmp_path):
@@ -37,5 +37,5 @@ def test_saved_on_the_accelerator_resumed_on_the_cpu_and_back(mnist_dir, tmp_pat
 
 
 def test_cpu_copies_move_accelerator_tensors_to_the_cpu():
-    saved = checkpoint.cpu_copies({"w": torch.ones(3, device=ACCELERATOR)})
+    saved = store.cpu_copies({"w": torch.ones(3, device=ACCELERATOR)})
     assert saved["w"].device.type == "cpu"

@@ -1,5 +1,6 @@
 """The speed comparison, run for a tiny amount of work on the shipped subset so that it cannot rot."""
 import importlib.util
+import os
 import re
 import types
 
@@ -55,4 +56,4 @@ def test_compare_refuses_a_folder_without_mnist(tmp_path, monkeypatch):
     use_proxy(monkeypatch, OFFLINE["http_proxy"])  # no download either
     code, out, err = run_main(compare, "inception", "--data-dir", tmp_path)
     assert code == 1 and out == ""
-    assert err.startswith(f"error: MNIST is not in {tmp_path}/MNIST/raw/ and could not be downloaded")
+    assert err.startswith(f"error: MNIST is not in {tmp_path / 'MNIST' / 'raw'}{os.sep} nor in {tmp_path}{os.sep}, and could not be downloaded")

@@ -22,8 +22,8 @@ def test_failed_download_says_where_the_files_go(module, tmp_path, monkeypatch):
     data_dir = tmp_path / "data"
     code, out, err = run_main(module, "--data-dir", data_dir, "--out-dir", tmp_path / "out", "--no-show")
     assert code == 1
-    assert f"MNIST is not in {data_dir / 'MNIST' / 'raw'}/ and could not be downloaded" in err
-    assert all(name in err for name, _, _ in FILES)
+    assert f"MNIST is not in {data_dir / 'MNIST' / 'raw'}{os.sep} nor in {data_dir}{os.sep}, and could not be downloaded" in err
+    assert all(name in err for name, _, _ in FILES) and "train-images.idx3-ubyte" in err  # both names
     error_lines = [line for line in err.splitlines() if "download error:" in line]
     assert len(error_lines) == 1 and "refused" in error_lines[0].lower()
     assert "--data-dir" in err
@@ -72,7 +72,7 @@ def one_label_short(path):
     [
         ("train-images-idx3-ubyte", truncate, ["is truncated", "promises 2000 x 28 x 28 bytes", "5000 bytes"]),
         ("t10k-labels-idx1-ubyte", wrong_magic, ["magic number 0x1f8b0800, not 0x00000801", "not an MNIST label file"]),
-        ("train-labels-idx1-ubyte", one_label_short, ["has 2000 images but train-labels-idx1-ubyte has 1999 labels"]),
+        ("train-labels-idx1-ubyte", one_label_short, ["has 2000 images but", "train-labels-idx1-ubyte has 1999 labels"]),
     ],
 )
 def test_bad_data_file_is_named_and_left_alone(name, damage, words, own_mnist, tmp_path):
@@ -95,18 +95,43 @@ def gz_only(raw):
         (raw / name).unlink()
 
 
-def test_gz_copies_are_unpacked_next_to_themselves_and_train(own_mnist, mnist_dir, tmp_path):
+@pytest.mark.parametrize("layout", ["gz in MNIST/raw", "dotted names, flat", "dotted gz, flat"])
+def test_files_are_read_where_they_are_under_either_name_and_left_untouched(layout, own_mnist, tmp_path):
     raw = own_mnist / "MNIST" / "raw"
-    gz_only(raw)
-    packed = digest(raw)
+    if layout != "dotted names, flat":
+        gz_only(raw)
+    if layout != "gz in MNIST/raw":  # as Kaggle and many mirrors have them: train-images.idx3-ubyte, in one folder
+        for path in raw.iterdir():
+            path.rename(own_mnist / path.name.replace("-idx", ".idx"))
+        raw.rmdir()
+        (own_mnist / "MNIST").rmdir()
+    before = digest(own_mnist if layout != "gz in MNIST/raw" else raw)
     code, out, err = run_main(train_resnet, "--epochs", 1, "--data-dir", own_mnist, "--out-dir", tmp_path / "out", "--no-show")
     assert code == 0, err
-    assert [line for line in out.splitlines() if line.startswith("unpacked ")] == [
-        f"unpacked {raw / name}.gz (the .gz is kept)" for name, _, _ in FILES]
-    assert "epoch 1: test accuracy" in out
-    after = digest(raw)
-    assert {name: after[name] for name in packed} == packed  # the .gz files are as they were
-    assert {name: after[name] for name, _, _ in FILES} == {name: digest(mnist_dir / "MNIST" / "raw")[name] for name, _, _ in FILES}
+    assert "ResidualNet: 41,514 parameters, 2,000 training images" in out and "epoch 1: test accuracy" in out
+    assert digest(own_mnist if layout != "gz in MNIST/raw" else raw) == before  # nothing unpacked, added or changed
+    assert sorted(p.name for p in own_mnist.iterdir()) == (["MNIST"] if layout == "gz in MNIST/raw" else sorted(before))
+
+
+def test_an_empty_gz_is_named_and_leaves_nothing_behind(own_mnist, tmp_path):
+    raw = own_mnist / "MNIST" / "raw"
+    gz_only(raw)
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"")  # an interrupted download
+    before = digest(raw)
+    code, out, err = run_main(train_resnet, "--data-dir", own_mnist, "--out-dir", tmp_path / "out", "--no-show")
+    assert code == 1 and err.strip() == f"error: {raw / 't10k-labels-idx1-ubyte.gz'} is empty (an interrupted download?). Replace the file."
+    assert digest(raw) == before
+
+
+@pytest.mark.parametrize("name", ["train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"])
+def test_a_label_that_is_not_a_digit_is_named(name, own_mnist, tmp_path):
+    path = own_mnist / "MNIST" / "raw" / name
+    labels = bytearray(path.read_bytes())
+    labels[8 + 17] = 200  # the 18th label
+    path.write_bytes(bytes(labels))
+    code, out, err = run_main(train_resnet, "--data-dir", own_mnist, "--out-dir", tmp_path / "out", "--no-show")
+    assert code == 1 and "Traceback" not in err
+    assert err.strip() == f"error: {path} is damaged: label 200 at position 17 is not a digit 0-9. Replace the file."
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not gzip"])
@@ -126,14 +151,13 @@ def test_damaged_gz_is_named_and_left_alone(damage, own_mnist, tmp_path):
 
 def test_data_file_that_cannot_be_read_is_named(own_mnist, tmp_path, monkeypatch):
     labels = own_mnist / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
-    real_getsize = os.path.getsize
 
-    def getsize(path):  # tests run as root here, so take the permission away where the check asks for it
+    def read_protected(path, *args):  # tests run as root here, so take the permission away where data.py opens it
         if str(path) == str(labels):
             raise PermissionError(13, "Permission denied", str(path))
-        return real_getsize(path)
+        return open(path, *args)
 
-    monkeypatch.setattr(os.path, "getsize", getsize)
+    monkeypatch.setattr(data, "open", read_protected, raising=False)
     code, out, err = run_main(train_inception, "--data-dir", own_mnist, "--out-dir", tmp_path / "out", "--no-show")
     assert code == 1
     assert f"error: cannot read {labels}: Permission denied. Check the file and its permissions." in err

@@ -11,15 +11,15 @@ import torch
 import train_inception
 import train_resnet
 from conftest import digest, run_main, run_script, script_call
-from helpers import flags, folders
+from helpers import device, flags, store
 
 MODULES = [train_inception, train_resnet]
 
 
 def missing_device():
     """A device type this machine does not have."""
-    have = torch.accelerator.current_accelerator().type if torch.accelerator.is_available() else None
-    return "xpu" if have == "cuda" else "cuda"
+    have = device.accelerator()
+    return "xpu" if have is not None and have.type == "cuda" else "cuda"
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -112,10 +112,10 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(failure, tmp_
         raise failure
 
     with pytest.raises(type(failure)):
-        folders.save_atomic(str(target), write_half)
+        store.save_atomic(str(target), write_half)
     assert target.read_text() == "old results\n"
     assert os.listdir(tmp_path) == ["metrics.csv"]
-    folders.save_atomic(str(target), lambda f: f.write(b"new results\n"))
+    store.save_atomic(str(target), lambda f: f.write(b"new results\n"))
     assert target.read_text() == "new results\n"
 
 

@@ -17,7 +17,7 @@ GPU = "GPU 0: NVIDIA GeForce RTX 4060 Laptop GPU (UUID: GPU-6c1ba3f2-0c4e-4e8f-9
 @pytest.fixture
 def no_torch_gpu(monkeypatch):
     """torch finds no accelerator, as on a laptop whose torch cannot use its GPU."""
-    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    monkeypatch.setattr(device, "accelerator", lambda: None)
 
 
 def path_with(tmp_path, monkeypatch, listing):

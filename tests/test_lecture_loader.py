@@ -8,8 +8,7 @@ import pytest
 import torch
 
 import train_resnet
-from conftest import ROOT
-from test_resume import assert_same_results, train
+from conftest import ROOT, assert_same_results, train
 
 LINE = "        train_loader, test_loader = mnist_loaders(args.data_dir, args.batch_size, device, seed=args.seed)\n"
 LECTURE = """\
@@ -50,7 +49,7 @@ def test_the_lectures_dataloader_trains_saves_and_plots(mnist_dir, tmp_path):
     # The same images and labels as mnist_loaders() gives: the run's data fingerprint is the same.
     train(train_resnet, tmp_path / "ours", "--epochs", 1, mnist_dir=mnist_dir)
     checkpoints = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("lecture", "ours")]
-    assert checkpoints[0]["data"] == checkpoints[1]["data"]
+    assert checkpoints[0]["settings"]["data"] == checkpoints[1]["settings"]["data"]
 
 
 @pytest.mark.slow

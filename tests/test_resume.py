@@ -1,6 +1,6 @@
 """--resume: a resumed run is the same run, bit for bit; a resume that cannot be right is refused and
 changes nothing."""
-import csv
+import json
 import os
 import shlex
 import shutil
@@ -12,30 +12,8 @@ import torch
 
 import train_inception
 import train_resnet
-from conftest import ROOT, digest, run_main, script_call
-from helpers import checkpoint
-
-
-def results(folder):
-    """What must not depend on where a run stopped: the metrics' loss and accuracy columns and the weights."""
-    with open(folder / "metrics.csv", newline="") as f:
-        rows = [(row["epoch"], row["train_loss"], row["test_accuracy"]) for row in csv.DictReader(f)]
-    return rows, torch.load(folder / "model.pt", weights_only=True)
-
-
-def assert_same_results(folder, reference):
-    rows, weights = results(folder)
-    expected_rows, expected_weights = results(reference)
-    assert rows == expected_rows
-    assert weights.keys() == expected_weights.keys()
-    for name, tensor in weights.items():
-        assert torch.equal(tensor, expected_weights[name]), name  # bit for bit
-
-
-def train(module, out, *args, mnist_dir):
-    code, stdout, stderr = run_main(module, *args, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
-    assert code == 0, stderr
-    return stdout
+from conftest import ROOT, assert_same_results, digest, results, run_main, script_call, train
+from helpers import store
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +57,11 @@ def test_inception_resumed_equals_uninterrupted(mnist_dir, tmp_path):
 def test_checkpoint_holds_the_whole_run_and_its_data(saved_run):
     checkpoint = torch.load(saved_run / "checkpoint.pt", weights_only=True)
     assert checkpoint["net"] == "ResidualNet"
-    assert checkpoint["hyperparameters"] == {"batch_size": 64, "lr": 0.01, "momentum": 0.5, "seed": 0}
-    assert checkpoint["data"]["train_images"] == 2000 and checkpoint["data"]["test_images"] == 500
+    settings = checkpoint["settings"]  # everything a resume needs, the epochs asked for included
+    assert {name: settings[name] for name in ("epochs", "batch_size", "lr", "momentum", "seed", "log_every")} == {
+        "epochs": 1, "batch_size": 64, "lr": 0.01, "momentum": 0.5, "seed": 0, "log_every": 10}
+    assert settings["data"]["train_images"] == 2000 and settings["data"]["test_images"] == 500
+    assert json.loads((saved_run / "settings.json").read_text()) == {**settings, "resumed": []}  # written from the checkpoint
     assert checkpoint["environment"] == {"device": "cpu", "threads": torch.get_num_threads(), "torch": str(torch.__version__)}
     assert [row[0] for row in checkpoint["history"]] == [1]
     weights = torch.load(saved_run / "model.pt", weights_only=True)
@@ -94,7 +75,7 @@ def test_checkpoint_tensors_are_copies_not_the_live_ones():
     """What checkpoint.cpu_copies promises: copies (training goes on in the live tensors) on the CPU. The device
     half is checked where an accelerator exists (tests/test_accelerator.py)."""
     live = {"w": torch.ones(3), "step": 4}
-    saved = checkpoint.cpu_copies(live)
+    saved = store.cpu_copies(live)
     live["w"].add_(1)
     assert torch.equal(saved["w"], torch.ones(3)) and saved["step"] == 4
     assert saved["w"].untyped_storage().data_ptr() != live["w"].untyped_storage().data_ptr()
@@ -112,7 +93,7 @@ def test_without_resume_a_new_run_never_replaces_a_run(saved_run, mnist_dir):
     log = train(train_resnet, saved_run, "--epochs", 1, "--seed", 7, mnist_dir=mnist_dir)
     assert log.startswith(f"results: {saved_run}-2{os.sep} ({saved_run} holds an earlier run; delete a run's folder to replace it)")
     assert digest(saved_run) == before  # byte for byte
-    assert torch.load(f"{saved_run}-2/checkpoint.pt", weights_only=True)["hyperparameters"]["seed"] == 7
+    assert torch.load(f"{saved_run}-2/checkpoint.pt", weights_only=True)["settings"]["seed"] == 7
 
 
 def interrupt_in_epoch_2(out, how, mnist_dir):
@@ -219,6 +200,59 @@ def test_ctrl_c_before_a_resumed_run_trains_still_offers_to_resume(saved_run, mo
     before = digest(saved_run)
     code, out, err = run_main(train_resnet, "--epochs", 3, "--resume", "--out-dir", saved_run, "--no-show")
     assert code == 130 and "Traceback" not in err
-    assert f"interrupted: the results of epoch 1 are in {saved_run}/" in err
+    assert f"interrupted: the results of epoch 1 are in {saved_run}{os.sep}" in err
     assert err.rstrip().endswith(f"--resume --out-dir {saved_run} --epochs 3 --device cpu --no-show")
     assert digest(saved_run) == before
+
+
+# --- settings.json is for people to read: a resume never trips on it ----------------------------------
+
+
+def stopped_in_epoch_2(module, out, mnist_dir, monkeypatch):
+    """A run asked for 2 epochs, stopped by Ctrl-C in its second: checkpoint.pt holds epoch 1."""
+    real_train = module.train
+
+    def train_then_stop(model, device, loader, optimizer, criterion, epoch, log_every):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_train(model, device, loader, optimizer, criterion, epoch, log_every)
+
+    monkeypatch.setattr(module, "train", train_then_stop)
+    code, _, err = run_main(module, "--epochs", 2, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
+    assert code == 130 and "interrupted: the results of epoch 1" in err
+    monkeypatch.setattr(module, "train", real_train)
+
+
+def test_without_settings_json_a_finished_run_is_still_finished(saved_run):
+    os.remove(saved_run / "settings.json")
+    code, err = refused(train_resnet, saved_run)  # no --epochs: the checkpoint knows the run was asked for 1
+    assert code == 2 and "has finished the 1 epoch it was asked for; to go on, ask for more, e.g. --epochs 11" in err
+
+
+@pytest.mark.parametrize("edit", [{"log_every": 0, "data_dir": 5}, {"log_every": "300", "epochs": 1, "lr": "fast"}])
+def test_a_hand_edited_settings_json_is_not_read_and_is_written_again(edit, mnist_dir, tmp_path, monkeypatch, resnet_2_epochs):
+    out = tmp_path / "run"
+    stopped_in_epoch_2(train_resnet, out, mnist_dir, monkeypatch)
+    settings = json.loads((out / "settings.json").read_text())
+    (out / "settings.json").write_text(json.dumps({**settings, **edit}))
+    log = train(train_resnet, out, "--resume", mnist_dir=mnist_dir)
+    assert "resuming: epoch 1 done" in log and "on to epoch 2" in log  # the checkpoint's epochs, not the edited file's
+    assert_same_results(out, resnet_2_epochs)
+    rewritten = json.loads((out / "settings.json").read_text())
+    assert {name: rewritten[name] for name in settings if name != "resumed"} == {n: v for n, v in settings.items() if n != "resumed"}
+    assert [entry["epochs"] for entry in rewritten["resumed"]] == [2]
+
+
+def test_a_refused_or_interrupted_resume_records_nothing(saved_run, monkeypatch):
+    before = digest(saved_run)
+    monkeypatch.setattr(train_resnet, "mnist_loaders", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+    code, _, err = run_main(train_resnet, "--resume", "--epochs", 3, "--out-dir", saved_run, "--no-show")
+    assert code == 130 and digest(saved_run) == before  # no resume entry for a resume that trained nothing
+
+
+def test_temporaries_of_a_killed_save_are_cleared_by_the_next(saved_run, mnist_dir):
+    for name in ("accuracy.png.99999.tmp", "checkpoint.pt.12.tmp"):
+        (saved_run / name).write_bytes(b"")  # what a SIGKILL in the middle of writing leaves
+    (saved_run / "notes.99.tmp").write_text("mine\n")  # not a file of the run: left alone
+    train(train_resnet, saved_run, "--resume", "--epochs", 2, mnist_dir=mnist_dir)
+    assert sorted(p.name for p in saved_run.iterdir() if p.name.endswith(".tmp")) == ["notes.99.tmp"]

@@ -7,14 +7,17 @@ import re
 import shlex
 import sys
 
+import matplotlib
+import matplotlib.pyplot as plt
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 import train_inception
 import train_resnet
 from conftest import ROOT, run_main, run_script
 from data import mnist_loaders
-from helpers import device, figures
+from helpers import console, device, figures
 
 SCRIPTS = {"train_inception.py": train_inception, "train_resnet.py": train_resnet}
 
@@ -115,16 +118,15 @@ def test_scripts_differ_only_where_the_nets_differ():
 
 
 def test_device_choice(monkeypatch):
-    pick = device.pick_device
+    pick = device.pick
     assert pick("cpu") == torch.device("cpu")
-    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    monkeypatch.setattr(device, "accelerator", lambda: None)
     assert pick("auto") == torch.device("cpu")
     with pytest.raises(ValueError, match="'cuda' is not available .this machine has no accelerator"):
         pick("cuda")
     # A Mac: torch reports MPS as its accelerator.
-    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
-    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda: torch.device("mps"))
-    monkeypatch.setattr(torch.accelerator, "device_count", lambda: 1)
+    monkeypatch.setattr(device, "accelerator", lambda: torch.device("mps"))
+    monkeypatch.setattr(device, "device_count", lambda kind: 1)
     assert pick("auto") == torch.device("mps")
     assert pick("mps") == torch.device("mps") and pick("mps:0") == torch.device("mps:0")
     with pytest.raises(ValueError, match="'mps:1' is not available .this machine has 1 mps devices"):
@@ -145,17 +147,47 @@ def test_a_mistyped_flag_gets_a_hint(capsys):
     assert "(did you mean --batch-size?)" in capsys.readouterr().err
 
 
+WINDOW = "the plot is open in a window: close it to end the script (--no-show skips it)"
+
+
 def test_the_plot_window_is_announced_because_it_holds_the_script(mnist_dir, tmp_path, monkeypatch):
     shown = []
-    monkeypatch.setattr(figures, "can_show", lambda: True)  # as on a laptop with a screen
-    monkeypatch.setattr(figures, "show", lambda fig, no_show: shown.append(fig))
+    monkeypatch.setattr(FigureCanvasAgg, "required_interactive_framework", "tk")  # as a laptop's TkAgg window would
+    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf().axes[0].get_title()))
     code, out, err = run_main(train_resnet, "--epochs", 1, "--data-dir", mnist_dir, "--out-dir", tmp_path / "run")
     assert code == 0, err
-    assert out.splitlines()[-1] == "the plot is open in a window: close it to end the script (--no-show skips it)"
-    assert len(shown) == 1 and shown[0].axes[0].get_title().startswith("ResidualNet on MNIST: final test accuracy")
-    shown[0].clf()
+    assert out.splitlines()[-1] == WINDOW
+    assert len(shown) == 1 and shown[0].startswith("ResidualNet on MNIST: final test accuracy")
     code, out, err = run_main(train_resnet, "--epochs", 1, "--data-dir", mnist_dir, "--out-dir", tmp_path / "run", "--no-show")
-    assert code == 0 and "the plot is open" not in out and len(shown) == 1
+    assert code == 0 and WINDOW not in out and len(shown) == 1
+
+
+@pytest.mark.parametrize("backend, in_kernel, goes_to_show", [
+    ("module://ide_backend", False, True),  # PyCharm's plot pane: plt.show() puts it there, no window to close
+    ("module://matplotlib_inline.backend_inline", True, True),  # a notebook: inline
+    ("module://matplotlib_inline.backend_inline", False, False),  # !python in a notebook: it would print Figure(640x420)
+    ("agg", False, False),  # no screen: the file is what is left
+])
+def test_the_plot_goes_where_it_can_be_seen_and_no_window_is_claimed(backend, in_kernel, goes_to_show, monkeypatch):
+    said, shown = [], []
+    monkeypatch.setattr(plt, "get_backend", lambda: backend)
+    monkeypatch.setattr(plt, "show", lambda: shown.append(True))
+    monkeypatch.setattr(console, "in_kernel", lambda: in_kernel)
+    figures.show(figures.plot([(1, 0.5, 97.0, 1.0)], "ResidualNet"), say=said.append)
+    assert shown == [True] * goes_to_show and said == [] and plt.get_fignums() == []
+
+
+def test_an_ide_backend_gets_the_plot_through_plt_show(monkeypatch):
+    import ide_backend
+
+    matplotlib.use("module://ide_backend")
+    try:
+        said = []
+        fig = figures.plot([(1, 0.5, 97.0, 1.0)], "ResidualNet")
+        figures.show(fig, say=said.append)
+        assert ide_backend.shown == [fig.number] and said == []
+    finally:
+        matplotlib.use("agg")
 
 
 def test_the_scripts_read_like_the_lecture():

@@ -12,7 +12,7 @@ import torch
 import train_inception
 import train_resnet
 from conftest import run_main, script_call
-from helpers import figures, folders
+from helpers import figures, store
 
 MODULES = [train_inception, train_resnet]
 # Tests that train: the machinery is the same for both, so InceptionNet (three times the work) runs with the slow tests.
@@ -43,7 +43,7 @@ def test_divergence_keeps_the_finished_epochs(module, mnist_dir, tmp_path, monke
     code, out, err = run_main(module, "--epochs", 3, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
     assert code == 1
     assert "the training loss became nan in epoch 2" in err
-    assert f"the results of epoch 1 are in {tmp_path}/" in err
+    assert f"the results of epoch 1 are in {tmp_path}{os.sep}" in err
     rows = (tmp_path / "metrics.csv").read_text().splitlines()[1:]
     assert len(rows) == 1 and f"epoch 1: test accuracy {rows[0].split(',')[2]}%" in out
     weights = torch.load(tmp_path / "model.pt", weights_only=True)
@@ -108,7 +108,7 @@ def test_out_of_memory_again_while_drawing_the_mistakes_skips_them(mnist_dir, tm
 
 def fail_writing(monkeypatch, name, error, times=1):
     """The second writing of name (epoch 2's) and the next times - 1 fail with error."""
-    real_save, calls = folders.save_atomic, []
+    real_save, calls = store.save_atomic, []
 
     def save_atomic(path, write):
         if os.path.basename(path) == name:
@@ -117,16 +117,16 @@ def fail_writing(monkeypatch, name, error, times=1):
                 raise error
         real_save(path, write)
 
-    monkeypatch.setattr(folders, "save_atomic", save_atomic)
+    monkeypatch.setattr(store, "save_atomic", save_atomic)
 
 
 @pytest.mark.parametrize("module", TRAINING)
 def test_a_failed_save_keeps_the_earlier_results(module, mnist_dir, tmp_path, monkeypatch):
     fail_writing(monkeypatch, "model.pt", OSError(28, "No space left on device"))
     code, out, err = run_main(module, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
-    assert code == 1
-    assert f"error: could not write the results of epoch 2 to {tmp_path}: model.pt: No space left on device;" in err
-    assert f"the results of epoch 1 are in {tmp_path}{os.sep}" in err
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert err.strip() == (f"error: could not save epoch 2 to {tmp_path} (model.pt: No space left on device);"
+                           f" the results of epoch 1 are in {tmp_path}{os.sep}.")
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
     assert "epoch 3:" not in out
 
@@ -135,9 +135,8 @@ def test_a_failed_checkpoint_says_which_epoch_each_file_holds(mnist_dir, tmp_pat
     fail_writing(monkeypatch, "checkpoint.pt", PermissionError(13, "Permission denied"))
     code, out, err = run_main(train_resnet, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
     assert code == 1
-    assert f"could not write the results of epoch 2 to {tmp_path}: checkpoint.pt: Permission denied;" in err
-    assert (f"{tmp_path}{os.sep} holds model.pt of epoch 2; checkpoint.pt, metrics.csv, accuracy.png of epoch 1"
-            " (--resume goes on from epoch 1)") in err
+    assert err.strip() == (f"error: could not save epoch 2 to {tmp_path} (checkpoint.pt: Permission denied); the results of epoch 1"
+                           f" are in {tmp_path}{os.sep} (but model.pt holds epoch 2; --resume goes on from epoch 1).")
     assert len(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["history"]) == 1
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
 
@@ -149,7 +148,7 @@ def test_a_results_file_held_open_by_another_program_is_a_warning(name, mnist_di
     code, out, err = run_main(train_resnet, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
     assert code == 0, err
     assert err == (f"warning: could not replace {tmp_path / name} (Permission denied; open in another program?);"
-                   " it still holds epoch 1, and is written again after the next epoch\n")
+                   " it is written again after the next epoch\n")
     assert "epoch 3: test accuracy" in out
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 4  # written again: all three epochs
 
@@ -185,3 +184,111 @@ def test_ctrl_c_keeps_the_finished_epochs(mnist_dir, tmp_path):
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
     files = ["accuracy.png", "checkpoint.pt", "metrics.csv", "mistakes.png", "model.pt", "settings.json"]
     assert sorted(os.listdir(out)) == files  # no temporary files
+
+
+# --- a full disk: torch.save's own error, at the first epoch and later -----------------------------------
+
+
+def full_disk(monkeypatch, from_epoch):
+    """torch.save fails as it does on a full disk, from the from_epoch-th checkpoint on."""
+    real_save, calls = torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) >= 2 * from_epoch - 1:  # model.pt, then checkpoint.pt, each epoch
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/3:"
+                               " file write failed")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def test_a_full_disk_at_the_first_epoch_leaves_no_folder(mnist_dir, tmp_path, monkeypatch):
+    full_disk(monkeypatch, from_epoch=1)
+    code, out, err = run_main(train_resnet, "--epochs", 2, "--data-dir", mnist_dir, "--out-dir", tmp_path / "runs" / "run", "--no-show")
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"error: could not save epoch 1 to {tmp_path / 'runs' / 'run'} (model.pt: [enforce fail at inline_container.cc")
+    assert err.rstrip().endswith("file write failed); nothing was saved.")
+    assert os.listdir(tmp_path / "runs") == []  # no half-kept folder
+
+
+def test_a_full_disk_later_keeps_the_earlier_epochs_resumable(mnist_dir, tmp_path, monkeypatch):
+    full_disk(monkeypatch, from_epoch=2)
+    code, out, err = run_main(train_resnet, "--epochs", 2, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 1 and err.rstrip().endswith(f"file write failed); the results of epoch 1 are in {tmp_path}{os.sep}.")
+    assert sorted(os.listdir(tmp_path)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "model.pt", "settings.json"]
+    monkeypatch.undo()
+    code, out, err = run_main(train_resnet, "--resume", "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 0 and "resuming: epoch 1 done" in out and "epoch 2: test accuracy" in out
+
+
+def test_while_epoch_1_trains_the_folder_does_not_exist_yet(mnist_dir, tmp_path, monkeypatch):
+    out, seen = tmp_path / "new" / "run", []
+    real_train = train_resnet.train
+
+    def train(model, device, loader, optimizer, criterion, epoch, log_every):
+        seen.append((epoch, out.exists()))
+        return real_train(model, device, loader, optimizer, criterion, epoch, log_every)
+
+    monkeypatch.setattr(train_resnet, "train", train)
+    code, stdout, err = run_main(train_resnet, "--epochs", 2, "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
+    assert code == 0, err
+    assert stdout.startswith(f"results: {out}{os.sep}\n")  # named up front
+    assert seen == [(1, False), (2, True)]
+
+
+# --- kill, a closed terminal, a pipe ------------------------------------------------------------------
+
+
+def start(out, mnist_dir, *args, env=None, epochs=2):
+    command = script_call("train_resnet.py", "--epochs", epochs, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out,
+                          "--no-show", *args, env=env)
+    return subprocess.Popen(**command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGHUP])
+def test_kill_or_a_closed_terminal_before_epoch_1_leaves_nothing(how, mnist_dir, tmp_path):
+    process = start(tmp_path / "run", mnist_dir)
+    for line in process.stdout:
+        if line.startswith("[1,    10]"):
+            process.send_signal(how)
+            break
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + how and "Traceback" not in err
+    assert err.strip() == f"{'terminated' if how == signal.SIGTERM else 'hung up (the terminal was closed)'}: nothing was saved"
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGHUP])
+def test_kill_in_epoch_2_keeps_epoch_1_and_resumes_to_the_end(how, mnist_dir, tmp_path):
+    out = tmp_path / "run"
+    process = start(out, mnist_dir)
+    for line in process.stdout:
+        if line.startswith("[2,    10]"):
+            process.send_signal(how)
+            break
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + how and "Traceback" not in err
+    assert f": the results of epoch 1 are in {out}{os.sep}\n  to go on from there: python " in err
+    code, stdout, err = run_main(train_resnet, "--resume", "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
+    assert code == 0 and "on to epoch 2" in stdout and len((out / "metrics.csv").read_text().splitlines()) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_ctrl_c_under_tee_says_it_was_interrupted(unbuffered, mnist_dir, tmp_path):
+    """The terminal's Ctrl-C stops tee too, so the run's stdout is a closed pipe when it comes to say why it stopped."""
+    process = start(tmp_path / "run", mnist_dir, env={"PYTHONUNBUFFERED": unbuffered}, epochs=50)
+    for line in process.stdout:
+        if line.startswith("epoch 1:"):
+            break
+    process.stdout.close()  # tee is gone
+    process.send_signal(signal.SIGINT)
+    err = process.stderr.read()
+    process.wait(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted: the results of epoch" in err and "to go on from there:" in err
+    assert "BrokenPipeError" not in err and "Exception ignored" not in err
