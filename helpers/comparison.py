@@ -4,14 +4,21 @@ A table in the terminal gives each run's net, epochs done, final and best test a
 import argparse
 import csv
 import json
+import math
 import os
 import re
+
+import matplotlib.pyplot as plt
+from matplotlib import font_manager
 
 from . import console, figures, flags
 from .flags import HYPERPARAMETERS, short
 
 RUNS = "runs"  # the scripts' out folders are under it; compared when no folder is named
 COMPARED = ("net", *HYPERPARAMETERS, "data", "device")  # the settings that can tell runs apart
+# Fonts with Chinese glyphs (Windows, macOS, Linux), put behind the default font where the system has one.
+CJK_FONTS = ("Microsoft YaHei", "SimHei", "PingFang SC", "Hiragino Sans GB", "Heiti SC", "STHeiti", "Noto Sans CJK SC",
+             "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Arial Unicode MS")
 SHOWN = {"net": "{}", "batch_size": "batch {}", "lr": "lr {}", "momentum": "momentum {}", "seed": "seed {}",
          "data": "{} training images", "device": "{}"}
 
@@ -99,14 +106,56 @@ def main(argv=None):
     labels = [f"{name}: {describe(s, differ)}" if describe(s, differ) else name for name, s in zip(names, settings)]
     everyone = f"{'all runs' if all(settings) else 'all runs whose settings are known'}: {describe(shared, shared)}" if shared else ""
     print_table(run_folders, metrics, settings, differ, f"shared by {everyone}" if shared else "")
-    fig = figures.plot_comparison(dict(zip(labels, metrics)), shared=everyone)
+    fig = plot(dict(zip(labels, metrics)), shared=everyone)
     try:
         figures.save(fig, args.output)
     except OSError as e:
-        figures.plt.close(fig)
+        plt.close(fig)
         raise SystemExit(f"error: cannot write {args.output}: {e.strerror or e}. Pick another path with -o.") from None
     console.say(f"{len(run_folders)} run{'s' * (len(run_folders) != 1)} compared: {args.output}")
     figures.show(fig, args.no_show)
+
+
+def fonts_for(texts):
+    """(rc settings, texts): a CJK font the system has goes behind the default font, for run folders with Chinese names;
+    where there is none, a character the fonts cannot draw is written as its \\uXXXX escape (no box, no warning)."""
+    have = {font.name for font in font_manager.fontManager.ttflist}
+    family = [*plt.rcParams["font.family"], *(name for name in CJK_FONTS if name in have)]
+    drawn = set()
+    for name in family:
+        path = font_manager.findfont(font_manager.FontProperties(family=[name]), fallback_to_default=False)
+        drawn.update(font_manager.get_font(path).get_charmap())
+    texts = ["".join(c if ord(c) in drawn or c.isspace() else c.encode("ascii", "backslashreplace").decode() for c in text) for text in texts]
+    return {"font.family": family}, texts
+
+
+def plot(runs, shared=""):
+    """runs: {label: (epochs, train losses, test accuracies)} -> accuracy and loss side by side, a line per run, and one
+    legend below both in as many rows as it needs (the figure grows with it); shared: a footnote. After 10 runs the
+    colours come round again, with another line style."""
+    rc, texts = fonts_for([*runs, shared])
+    labels, shared = texts[:-1], texts[-1]
+    columns = 1 if len(runs) <= 3 else 2 if len(runs) <= 12 else 3
+    legend, foot = 0.2 * math.ceil(len(runs) / columns) + 0.15, 0.3 if shared else 0.0
+    height = 4.2 + legend + foot
+    with plt.rc_context(rc):
+        fig, (accuracy, loss) = plt.subplots(1, 2, figsize=(11, height))
+        for i, (label, (epochs, losses, accuracies)) in enumerate(zip(labels, runs.values())):
+            style = dict(marker="o", markersize=3, linestyle=("-", "--", ":", "-.")[i // 10 % 4])
+            line, = accuracy.plot(epochs, accuracies, label=f"{label} ({accuracies[-1]:.2f}%)", **style)
+            loss.plot(epochs, losses, color=line.get_color(), label=label, **style)
+        accuracy.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy per epoch (final in brackets)")
+        loss.set(xlabel="epoch", ylabel="mean training loss", yscale="log", title="mean training loss per epoch")
+        figures.accuracy_axis(accuracy, [a for _, _, accuracies in runs.values() for a in accuracies])
+        for ax in (accuracy, loss):
+            figures.epoch_axis(ax, max(int(max(epochs)) for epochs, _, _ in runs.values()))
+            ax.grid(alpha=0.3)
+        fig.legend(handles=accuracy.lines, loc="lower center", ncol=columns, fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, foot / height))
+        if shared:
+            fig.text(0.5, 0.01, shared, ha="center", va="bottom", fontsize=8, color="0.3", wrap=True)
+        fig.tight_layout(rect=(0, (legend + foot) / height, 1, 1))
+    return fig
 
 
 def print_table(run_folders, metrics, settings, differ, shared):

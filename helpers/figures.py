@@ -1,5 +1,5 @@
-"""The figures: a run's accuracy plot and mistakes.png, and runs side by side. save() writes a figure whole or not
-at all; show() shows it where this Python can: a window, a notebook, an IDE's plot pane."""
+"""A run's figures: the accuracy plot and mistakes.png. save() writes a figure whole or not at all; show() shows it
+where this Python can: a window, a notebook, an IDE's plot pane."""
 import math
 import os
 import warnings
@@ -7,21 +7,17 @@ import warnings
 import matplotlib
 import matplotlib.pyplot as plt
 import torch
-from matplotlib import font_manager
 from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.ticker import MaxNLocator
 
 from . import console
 
 MISTAKES_SHOWN = 48  # the most confident mistakes drawn in mistakes.png
-# Fonts with Chinese glyphs (Windows, macOS, Linux), put behind the default font where the system has one.
-CJK_FONTS = ("Microsoft YaHei", "SimHei", "PingFang SC", "Hiragino Sans GB", "Heiti SC", "STHeiti", "Noto Sans CJK SC",
-             "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Arial Unicode MS")
 
 
 def save(fig, path):
     """Write fig to path in the format its name says (.png, .svg, .pdf, ...), atomically; its folder is made if missing."""
-    from .store import save_atomic
+    from .store import save_atomic  # store draws accuracy.png with this module
 
     if os.path.dirname(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -119,6 +115,23 @@ def find_mistakes(model, loader, device):
     return images[order], labels[order], predicted[order], confidence[order]
 
 
+def write_mistakes(model, loader, device, net_name, epoch, folder):
+    """mistakes.png in folder, for model; said on stdout, or why it was skipped on stderr."""
+    path, total = os.path.join(folder, "mistakes.png"), len(loader.labels if hasattr(loader, "labels") else loader.dataset)
+    try:
+        found = find_mistakes(model, loader, device)
+        fig = plot_mistakes(*found, total, net_name)
+        try:
+            save(fig, path)
+        finally:
+            plt.close(fig)
+    except (OSError, RuntimeError) as e:  # out of memory or disk: the other files are saved, say so and go on
+        return console.tell(f"mistakes.png skipped: {console.one_line(e)}")
+    except KeyboardInterrupt:  # a (second) Ctrl-C: skip the extra figure, not the stop's message
+        return console.tell("\nmistakes.png skipped")
+    console.say(f"mistakes: {len(found[1])} of {total:,} test images wrong after epoch {epoch}; {path}")
+
+
 def plot_mistakes(images, labels, predicted, confidence, total, net_name):
     """The first MISTAKES_SHOWN of find_mistakes' images, each captioned with its true and predicted digit."""
     shown = min(len(labels), MISTAKES_SHOWN)
@@ -139,46 +152,4 @@ def plot_mistakes(images, labels, predicted, confidence, total, net_name):
     ax.axis("off")
     fig.suptitle(f"{net_name}: {len(labels)} of {total:,} test images wrong ({100 * len(labels) / total:.2f}%);"
                  f" the {shown} most confident mistakes", fontsize=10, y=1 - 0.1 / fig.get_figheight(), va="top")
-    return fig
-
-
-def fonts_for(texts):
-    """(rc settings, texts): a CJK font the system has goes behind the default font, for run folders with Chinese names;
-    where there is none, a character the fonts cannot draw is written as its \\uXXXX escape (no box, no warning)."""
-    have = {font.name for font in font_manager.fontManager.ttflist}
-    family = [*plt.rcParams["font.family"], *(name for name in CJK_FONTS if name in have)]
-    drawn = set()
-    for name in family:
-        path = font_manager.findfont(font_manager.FontProperties(family=[name]), fallback_to_default=False)
-        drawn.update(font_manager.get_font(path).get_charmap())
-    texts = ["".join(c if ord(c) in drawn or c.isspace() else c.encode("ascii", "backslashreplace").decode() for c in text) for text in texts]
-    return {"font.family": family}, texts
-
-
-def plot_comparison(runs, shared=""):
-    """runs: {label: (epochs, train losses, test accuracies)} -> accuracy and loss side by side, a line per run, and one
-    legend below both in as many rows as it needs (the figure grows with it); shared: a footnote. After 10 runs the
-    colours come round again, with another line style."""
-    rc, texts = fonts_for([*runs, shared])
-    labels, shared = texts[:-1], texts[-1]
-    columns = 1 if len(runs) <= 3 else 2 if len(runs) <= 12 else 3
-    legend, foot = 0.2 * math.ceil(len(runs) / columns) + 0.15, 0.3 if shared else 0.0
-    height = 4.2 + legend + foot
-    with plt.rc_context(rc):
-        fig, (accuracy, loss) = plt.subplots(1, 2, figsize=(11, height))
-        for i, (label, (epochs, losses, accuracies)) in enumerate(zip(labels, runs.values())):
-            style = dict(marker="o", markersize=3, linestyle=("-", "--", ":", "-.")[i // 10 % 4])
-            line, = accuracy.plot(epochs, accuracies, label=f"{label} ({accuracies[-1]:.2f}%)", **style)
-            loss.plot(epochs, losses, color=line.get_color(), label=label, **style)
-        accuracy.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy per epoch (final in brackets)")
-        loss.set(xlabel="epoch", ylabel="mean training loss", yscale="log", title="mean training loss per epoch")
-        accuracy_axis(accuracy, [a for _, _, accuracies in runs.values() for a in accuracies])
-        for ax in (accuracy, loss):
-            epoch_axis(ax, max(int(max(epochs)) for epochs, _, _ in runs.values()))
-            ax.grid(alpha=0.3)
-        fig.legend(handles=accuracy.lines, loc="lower center", ncol=columns, fontsize=8, frameon=False,
-                   bbox_to_anchor=(0.5, foot / height))
-        if shared:
-            fig.text(0.5, 0.01, shared, ha="center", va="bottom", fontsize=8, color="0.3", wrap=True)
-        fig.tight_layout(rect=(0, (legend + foot) / height, 1, 1))
     return fig

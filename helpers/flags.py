@@ -1,5 +1,5 @@
-"""The command line: the flags of the training scripts (their defaults are the script's constants), their checks,
-and the command lines a run prints back. A usage error exits with 2 before anything is loaded."""
+"""The training scripts' flags (their defaults are the constants at the top of the script) and their checks: a usage
+error exits with 2 before anything is loaded. And the command lines a run prints back, quoted for the user's shell."""
 import argparse
 import difflib
 import math
@@ -55,17 +55,13 @@ def parse_args(argv, description, defaults):
     """(parser, args, typed): the flags with the script's constants as defaults, checked; typed names the flags
     given on the command line (a resumed run keeps its own settings for the others)."""
     parser = Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    d = defaults
-    parser.add_argument("--epochs", type=int, default=d["epochs"], help="train until this many epochs are done")
-    parser.add_argument("--batch-size", type=int, default=d["batch_size"], help="images per SGD step")
-    parser.add_argument("--lr", type=float, default=d["lr"], help="learning rate")
-    parser.add_argument("--momentum", type=float, default=d["momentum"], help="SGD momentum, in [0, 1)")
-    parser.add_argument("--seed", type=int, default=d["seed"], help="random seed")
-    parser.add_argument("--log-every", type=int, default=d["log_every"], help="batches between loss lines")
-    parser.add_argument("--data-dir", default=d["data_dir"], help="folder that holds (or receives) MNIST: in MNIST/raw/ or itself")
-    parser.add_argument("--out-dir", default=d["out_dir"],
-                        help="folder for accuracy.png, metrics.csv, model.pt, checkpoint.pt, mistakes.png and settings.json;"
-                             " if it holds a run already, the next free OUT_DIR-2, OUT_DIR-3, ...")
+    for flag, kind, text in (("--epochs", int, "train until this many epochs are done"), ("--batch-size", int, "images per SGD step"),
+                             ("--lr", float, "learning rate"), ("--momentum", float, "SGD momentum, in [0, 1)"), ("--seed", int, "random seed"),
+                             ("--log-every", int, "batches between loss lines"),
+                             ("--data-dir", str, "folder that holds (or receives) MNIST: in MNIST/raw/ or itself"),
+                             ("--out-dir", str, "folder for accuracy.png, metrics.csv, model.pt, checkpoint.pt, mistakes.png and"
+                                                " settings.json; if it holds a run already, the next free OUT_DIR-2, OUT_DIR-3, ...")):
+        parser.add_argument(flag, type=kind, default=defaults[flag[2:].replace("-", "_")], help=text)
     parser.add_argument("--resume", action="store_true",
                         help="go on from the last finished epoch of the latest run (OUT_DIR, OUT_DIR-2, ...) or of --out-dir")
     add_device_flag(parser)
@@ -94,7 +90,6 @@ def add_device_flag(parser):
 
 
 def check_device(parser, name):
-    """A usage error where --device names a device this machine does not have."""
     try:
         return device.pick(name)
     except ValueError as e:

@@ -5,7 +5,7 @@ import torch
 
 import train_resnet
 from conftest import run_main
-from helpers import device, store
+from helpers import checkpoint, device
 
 ACCELERATOR = device.accelerator()
 pytestmark = pytest.mark.skipif(ACCELERATOR is None, reason="no CUDA or MPS device on this machine: the accelerator path is not tested")
@@ -37,5 +37,5 @@ def test_saved_on_the_accelerator_resumed_on_the_cpu_and_back(mnist_dir, tmp_pat
 
 
 def test_cpu_copies_move_accelerator_tensors_to_the_cpu():
-    saved = store.cpu_copies({"w": torch.ones(3, device=ACCELERATOR)})
+    saved = checkpoint.cpu_copies({"w": torch.ones(3, device=ACCELERATOR)})
     assert saved["w"].device.type == "cpu"

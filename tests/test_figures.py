@@ -6,12 +6,13 @@ import os
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from matplotlib import font_manager
 from torch import nn
 
 import compare as compare_command
 from conftest import ROOT, run_main
 from data import MEAN, STD, Batches
-from helpers import figures
+from helpers import comparison, figures
 
 
 class Lookup(nn.Module):
@@ -163,3 +164,55 @@ def test_the_thirty_epoch_figure_reads_run_folders(tmp_path, capsys):
     assert "ResidualNet: seeds resnet-s0, resnet-s1" in out and "best mean 99.10% at epoch 3" in out
     assert "  mean: at or above 99% from epoch 2 on" in out and "InceptionNet: seeds inception-s0" in out
     assert (tmp_path / "thirty.png").stat().st_size > 1000
+
+
+def test_thirty_and_more_runs_stay_readable(tmp_path, monkeypatch):
+    folders = []
+    for n in range(1, 34):  # an afternoon of edit, run, compare
+        folder = write_metrics(tmp_path / "runs" / (f"resnet-{n}" if n > 1 else "resnet"), [90 + n / 10, 95 + n / 10])
+        if n != 7:  # one run whose settings.json is gone
+            write_settings(folder, lr=round(0.01 * n, 2))
+        folders.append(folder)
+    figs = []
+    monkeypatch.setattr(figures, "show", lambda fig, no_show: figs.append(fig))
+    code, stdout, err = compare(*folders, "-o", tmp_path / "c.png")
+    assert code == 0 and "resnet-7" in err
+    assert "shared by all runs whose settings are known: ResidualNet, batch 64" in stdout  # not counting resnet-7
+    fig = figs[0]
+    fig.canvas.draw()
+    legend = fig.legends[0]
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert len(texts) == 33 == len(set(texts))  # every run, each told apart
+    inside = fig.bbox
+    box = legend.get_window_extent()
+    assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1  # nothing cut off
+    footnote = fig.texts[0].get_window_extent()
+    assert footnote.y1 <= box.y0 + 1  # the footnote below the legend, not over it
+    styles = {(line.get_color(), line.get_linestyle()) for line in fig.axes[0].lines}
+    assert len(styles) == 33  # after ten colours, another line style
+    plt.close(fig)
+
+
+def test_chinese_run_names_draw_without_glyph_warnings(tmp_path, monkeypatch, recwarn):
+    for name, accuracies in (("实验一", [97.0, 98.0]), ("实验二", [97.5, 98.5])):
+        write_settings(write_metrics(tmp_path / "runs" / name, accuracies))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = compare("--no-show")
+    assert code == 0, err
+    assert (tmp_path / "runs" / "comparison.png").stat().st_size > 1000
+    assert not [w for w in recwarn if "missing from font" in str(w.message)]
+    assert "runs/实验一".replace("/", os.sep) in out  # the table keeps the name as it is
+    have = {font.name for font in font_manager.fontManager.ttflist}
+    rc, texts = comparison.fonts_for(["实验一"])
+    if not set(comparison.CJK_FONTS) & have:  # no Chinese font on this system: a readable escape instead of boxes
+        assert texts == ["\\u5b9e\\u9a8c\\u4e00"] and rc["font.family"] == plt.rcParams["font.family"]
+    else:
+        assert texts == ["实验一"] and rc["font.family"][-1] in comparison.CJK_FONTS
+
+
+def test_a_chinese_font_is_put_behind_the_default_one(monkeypatch):
+    """Where the system has one (here a stand-in: DejaVu Sans under a Chinese font's name), it comes after the default."""
+    fake = font_manager.FontEntry(fname=font_manager.findfont("DejaVu Sans"), name="Microsoft YaHei")
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", [*font_manager.fontManager.ttflist, fake])
+    rc, _ = comparison.fonts_for(["x"])
+    assert rc["font.family"] == [*plt.rcParams["font.family"], "Microsoft YaHei"]

@@ -8,7 +8,7 @@ import torch
 
 import train_resnet
 from conftest import OFFLINE, digest, run_main, use_proxy, write_mnist
-from helpers import resume, store
+from helpers import checkpoint, store
 
 
 @pytest.fixture
@@ -156,7 +156,7 @@ def test_a_broken_settings_file_does_not_stop_a_resume_and_is_written_again(here
 def test_a_setting_as_it_stands_is_the_last_resume_that_recorded_it():
     state = {"settings": {"net": "ResidualNet", "epochs": 10, "data_dir": "data", "device": "cpu"},
              "resumed": [{"epochs": 20, "data_dir": "copy", "device": "cuda:0"}, {"epochs": 30, "device": "cpu"}]}
-    assert resume.latest(state, "epochs") == 30
-    assert resume.latest(state, "data_dir") == "copy"  # the last resume did not record one: the one before did
-    assert resume.latest({**state, "resumed": []}, "data_dir") == "data"
-    assert resume.latest(state, "log_every") is None
+    assert checkpoint.latest(state, "epochs") == 30
+    assert checkpoint.latest(state, "data_dir") == "copy"  # the last resume did not record one: the one before did
+    assert checkpoint.latest({**state, "resumed": []}, "data_dir") == "data"
+    assert checkpoint.latest(state, "log_every") is None

@@ -13,7 +13,7 @@ import torch
 import train_inception
 import train_resnet
 from conftest import ROOT, assert_same_results, digest, results, run_main, script_call, train
-from helpers import store
+from helpers import checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_checkpoint_tensors_are_copies_not_the_live_ones():
     """What checkpoint.cpu_copies promises: copies (training goes on in the live tensors) on the CPU. The device
     half is checked where an accelerator exists (tests/test_accelerator.py)."""
     live = {"w": torch.ones(3), "step": 4}
-    saved = store.cpu_copies(live)
+    saved = checkpoint.cpu_copies(live)
     live["w"].add_(1)
     assert torch.equal(saved["w"], torch.ones(3)) and saved["step"] == 4
     assert saved["w"].untyped_storage().data_ptr() != live["w"].untyped_storage().data_ptr()
