@@ -95,7 +95,10 @@ def gz_only(raw):
         (raw / name).unlink()
 
 
-@pytest.mark.parametrize("layout", ["gz in MNIST/raw", "dotted names, flat", "dotted gz, flat"])
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("layout", [pytest.param("gz in MNIST/raw", marks=SLOW), pytest.param("dotted names, flat", marks=SLOW), "dotted gz, flat"])
 def test_files_are_read_where_they_are_under_either_name_and_left_untouched(layout, own_mnist, tmp_path):
     raw = own_mnist / "MNIST" / "raw"
     if layout != "dotted names, flat":

@@ -67,6 +67,7 @@ def test_a_file_in_the_way_is_not_a_folder(tmp_path):
     assert (tmp_path / "notes").read_text() == "mine\n"
 
 
+@pytest.mark.slow  # the quick run keeps test_resume_alone_goes_on_to_the_epochs_the_run_was_started_with
 def test_resume_goes_on_with_the_latest_run_and_its_own_settings(here, mnist_dir):
     train("--epochs", 1, mnist_dir=mnist_dir)
     train("--epochs", 2, "--lr", 0.05, "--seed", 3, mnist_dir=mnist_dir)  # runs/resnet-2
@@ -125,6 +126,7 @@ def test_resume_refuses_a_typed_flag_that_differs_and_another_data_set(here, mni
     assert json.loads((folder / "settings.json").read_text())["resumed"][-1]["data_dir"] == str(copy)
 
 
+@pytest.mark.slow
 def test_resumed_elsewhere_says_it_is_no_longer_bit_identical(here, mnist_dir):
     train("--epochs", 1, mnist_dir=mnist_dir)
     checkpoint_path = here / "runs" / "resnet" / "checkpoint.pt"

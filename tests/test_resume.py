@@ -229,7 +229,8 @@ def test_without_settings_json_a_finished_run_is_still_finished(saved_run):
     assert code == 2 and "has finished the 1 epoch it was asked for; to go on, ask for more, e.g. --epochs 11" in err
 
 
-@pytest.mark.parametrize("edit", [{"log_every": 0, "data_dir": 5}, {"log_every": "300", "epochs": 1, "lr": "fast"}])
+@pytest.mark.parametrize("edit", [{"log_every": 0, "data_dir": 5},
+                                  pytest.param({"log_every": "300", "epochs": 1, "lr": "fast"}, marks=pytest.mark.slow)])
 def test_a_hand_edited_settings_json_is_not_read_and_is_written_again(edit, mnist_dir, tmp_path, monkeypatch, resnet_2_epochs):
     out = tmp_path / "run"
     stopped_in_epoch_2(train_resnet, out, mnist_dir, monkeypatch)

@@ -141,7 +141,7 @@ def test_a_failed_checkpoint_says_which_epoch_each_file_holds(mnist_dir, tmp_pat
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
 
 
-@pytest.mark.parametrize("name", ["metrics.csv", "accuracy.png"])
+@pytest.mark.parametrize("name", ["metrics.csv", pytest.param("accuracy.png", marks=pytest.mark.slow)])
 def test_a_results_file_held_open_by_another_program_is_a_warning(name, mnist_dir, tmp_path, monkeypatch):
     # On Windows, replacing metrics.csv while Excel has it open fails with "Permission denied".
     fail_writing(monkeypatch, name, PermissionError(13, "Permission denied"))

@@ -1,0 +1,156 @@
+"""look_inside.py: its knock-outs against an independent forward pass on the same weights, its measurements, the
+net left as it was, the figure, and the refusals."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import look_inside
+import train_inception
+import train_resnet
+from conftest import run_main, train
+from data import Batches, mnist_loaders
+
+SLICES = {"1x1": slice(0, 16), "5x5": slice(16, 40), "3x3 -> 3x3": slice(40, 64), "pool": slice(64, 88)}  # 16 + 24 + 24 + 24
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, mnist_dir):
+    """A trained InceptionNet and ResidualNet run of the real scripts, on the shipped subset."""
+    root = tmp_path_factory.mktemp("runs")
+    train(train_inception, root / "inception", "--epochs", 1, "--lr", 0.1, mnist_dir=mnist_dir)
+    train(train_resnet, root / "resnet", "--epochs", 1, mnist_dir=mnist_dir)
+    return root
+
+
+@pytest.fixture(scope="module")
+def test_loader(mnist_dir):
+    """The first 200 test images of the subset, in batches of 50: enough to tell one knock-out from another."""
+    test = mnist_loaders(mnist_dir, 64, torch.device("cpu"))[1]
+    return Batches(test.images[:200], test.labels[:200], 50)
+
+
+def loaded(runs, name):
+    net, model, _ = look_inside.load_run(str(runs / name))
+    return net, model.eval()
+
+
+@torch.no_grad()
+def accuracy_of(forward, loader):
+    right = sum((forward(images).argmax(1) == labels).sum().item() for images, labels in loader)
+    return 100 * right / len(loader.labels)
+
+
+def inception_forward(model, zeroed_in, channels):
+    """The lecture's InceptionNet.forward, written out, with channels of the named blocks' outputs set to zero."""
+    def forward(x):
+        x = F.relu(model.mp(model.conv1(x)))
+        y = model.incep1(x)
+        if "incep1" in zeroed_in:
+            y[:, channels] = 0
+        x = F.relu(model.mp(model.conv2(y)))
+        y = model.incep2(x)
+        if "incep2" in zeroed_in:
+            y[:, channels] = 0
+        return model.l1(y.flatten(1))
+
+    return forward
+
+
+def resnet_forward(model, changed_in, block):
+    """ResidualNet.forward written out, the named blocks replaced by block(res, x)."""
+    def forward(x):
+        x = F.relu(model.mp(model.conv1(x)))
+        x = block(model.res1, x) if "res1" in changed_in else model.res1(x)
+        x = F.relu(model.mp(model.conv2(x)))
+        x = block(model.res2, x) if "res2" in changed_in else model.res2(x)
+        return model.l1(x.flatten(1))
+
+    return forward
+
+
+def test_inception_knockouts_equal_zeroing_the_branch_channels(runs, test_loader):
+    net, model = loaded(runs, "inception")
+    intact, knocked, energy = look_inside.look(model, net, test_loader)
+    assert intact == train_inception.test(model, "cpu", test_loader)  # no knock-out: the script's own test()
+    assert intact > 30  # trained: a knock-out has something to take away
+    assert set(knocked) == {(b, w) for b in SLICES for w in ("incep1", "incep2", "both")}
+    for (branch, where), value in knocked.items():
+        blocks = ("incep1", "incep2") if where == "both" else (where,)
+        assert value == pytest.approx(accuracy_of(inception_forward(model, blocks, SLICES[branch]), test_loader), abs=1e-9), (branch, where)
+    assert knocked["1x1", "both"] != intact
+    for block in ("incep1", "incep2"):
+        assert sum(energy[block].values()) == pytest.approx(1.0, abs=1e-6)
+    with torch.no_grad():  # the energy share of one branch, computed by hand
+        out = torch.cat([model.incep1(F.relu(model.mp(model.conv1(images)))) for images, _ in test_loader])
+    assert energy["incep1"]["5x5"] == pytest.approx((out[:, 16:40].pow(2).sum() / out.pow(2).sum()).item(), rel=1e-4)
+
+
+def test_resnet_knockouts_equal_the_block_without_its_skip_or_its_residual(runs, test_loader):
+    net, model = loaded(runs, "resnet")
+    intact, knocked, measured = look_inside.look(model, net, test_loader)
+    assert intact == train_resnet.test(model, "cpu", test_loader)
+    no_skip = lambda res, x: F.relu(res.conv2(F.relu(res.conv1(x))))  # noqa: E731
+    no_residual = lambda res, x: F.relu(x)  # noqa: E731
+    for where in ("res1", "res2", "both"):
+        blocks = ("res1", "res2") if where == "both" else (where,)
+        assert knocked["without the skip", where] == pytest.approx(accuracy_of(resnet_forward(model, blocks, no_skip), test_loader), abs=1e-9)
+        assert knocked["without F(x)", where] == pytest.approx(accuracy_of(resnet_forward(model, blocks, no_residual), test_loader), abs=1e-9)
+    with torch.no_grad():
+        x = torch.cat([F.relu(model.mp(model.conv1(images))) for images, _ in test_loader])
+        fx = model.res1.conv2(F.relu(model.res1.conv1(x)))
+    ratio = (fx.flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)).median().item()
+    cosine = F.cosine_similarity(fx.flatten(1), x.flatten(1), dim=1).median().item()
+    assert measured["res1"] == pytest.approx([ratio, cosine], rel=1e-4, abs=1e-6)
+
+
+def test_the_net_is_unchanged_afterwards(runs, test_loader):
+    net, model = loaded(runs, "inception")
+    model.train()
+    images = next(iter(test_loader))[0]
+    before = model(images).detach()
+    look_inside.look(model, net, test_loader)
+    assert model.training  # its mode given back
+    assert all(not m._forward_hooks for m in model.modules())  # every hook removed
+    assert torch.equal(model(images).detach(), before)
+
+
+def test_multiply_add_shares_follow_the_branch_layers():
+    shares = look_inside.multiply_adds("InceptionNet")["incep1"]
+    # 12x12 positions, 10 channels in: 1x1: 16*10; 5x5: 16*10 + 24*16*25; 3x3: 16*10 + 24*16*9 + 24*24*9; pool: 24*10.
+    counts = {"1x1": 160, "5x5": 160 + 9600, "3x3 -> 3x3": 160 + 3456 + 5184, "pool": 240}
+    assert shares == pytest.approx({b: c / sum(counts.values()) for b, c in counts.items()})
+
+
+@pytest.mark.parametrize("net", ["inception", "resnet"])
+def test_the_command_prints_the_table_and_writes_the_figure(runs, mnist_dir, net):
+    code, out, err = run_main(look_inside, runs / net, "--no-show", "--index", 3, "--device", "cpu")
+    assert code == 0, err
+    assert "intact" in out and ("zeroed in" if net == "inception" else "without the skip") in out
+    assert "a knock-out measures how much this trained net relies on a part" in out
+    assert (runs / net / "inside.png").stat().st_size > 10_000
+    assert str(mnist_dir) in open(runs / net / "settings.json", encoding="utf-8").read()  # the run's own data was found
+
+
+def test_without_a_folder_it_takes_the_newest_run(runs, monkeypatch):
+    monkeypatch.setattr(look_inside, "RUNS", str(runs))
+    assert look_inside.newest_run(str(runs)) in {str(runs / "inception"), str(runs / "resnet")}
+    (runs / "resnet" / "model.pt").touch()
+    assert look_inside.newest_run(str(runs)) == str(runs / "resnet")
+
+
+@pytest.mark.parametrize("case", ["missing", "file", "empty", "damaged", "no runs"])
+def test_what_is_not_a_finished_run_is_refused_in_one_line(tmp_path, monkeypatch, case):
+    target = tmp_path / "run"
+    if case == "file":
+        target.write_text("not a folder")
+    elif case in ("empty", "damaged"):
+        target.mkdir()
+        if case == "damaged":
+            (target / "model.pt").write_bytes(b"PK\x03\x04 half a file")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(look_inside, *([] if case == "no runs" else [target]), "--no-show")
+    assert code != 0
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error:") and "Traceback" not in err, err
+    expected = {"missing": "does not exist", "file": "is a file", "empty": "has no model.pt", "damaged": "is damaged",
+                "no runs": "no run under runs"}[case]
+    assert expected in err
