@@ -10,7 +10,9 @@ two transforms and a collate for every image) takes a large part of a CPU epoch.
 tensor that already sits where the model runs. The numbers are the same: tests/test_data.py checks the batches
 against torchvision's own transforms.
 """
+import contextlib
 import gzip
+import io
 import math
 import os
 import socket
@@ -145,11 +147,16 @@ def download(data_dir):
         path = os.path.dirname(path)
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # urllib waits forever on a silent network otherwise
+    said = io.StringIO()  # torchvision's lines for each mirror it tries (older ones print on stdout): the error below says it
     try:
-        datasets.MNIST(data_dir, train=True, download=True)
+        with contextlib.redirect_stdout(said):
+            datasets.MNIST(data_dir, train=True, download=True)
+        print(said.getvalue(), end="")
     except Exception as e:
         if all(find(data_dir, name) for name, _, _ in FILES):  # downloaded, but torchvision could not read it: read_idx says why
             return
+        tried = [line.strip() for line in said.getvalue().splitlines() if "error" in line.lower()]  # older torchvision's cause
+        why = f" ({tried[-1]})" if tried and tried[-1] not in one_line(e) else ""
         for path in made:  # a failed download leaves no empty folders behind
             try:
                 os.rmdir(path)
@@ -157,7 +164,7 @@ def download(data_dir):
                 break
         raise DataError(
             f"MNIST is not in {raw_folder(data_dir)}{os.sep} nor in {data_dir}{os.sep}, and could not be downloaded.\n"
-            f"  download error: {one_line(e)}\n"
+            f"  download error: {one_line(e)}{why}\n"
             f"  fix: put the four MNIST files, {', '.join(name for name, _, _ in FILES)}\n"
             f"       (or with a dot, train-images.idx3-ubyte, ...; .gz or not), into {raw_folder(data_dir)}{os.sep} or {data_dir}{os.sep},\n"
             "       or point --data-dir at the folder that holds them."

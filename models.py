@@ -7,6 +7,8 @@ Both return logits (no softmax): CrossEntropyLoss applies log-softmax itself.
 
     python models.py  # each net layer by layer: output shape, parameters, multiply-adds per image
 """
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -123,7 +125,9 @@ def layer_table(model, input_shape):
                 calls[name] = calls.get(name, 0) + 1
 
             hooks.append(module.register_forward_hook(hook))
-    counter = FlopCounterMode(display=False)
+    with warnings.catch_warnings():  # torch 2.2 counts per layer only for the model it is given; later ones warn that
+        warnings.simplefilter("ignore", UserWarning)  # they need no model
+        counter = FlopCounterMode(model, display=False)
     try:
         with counter, torch.no_grad():
             model(torch.zeros(1, *input_shape))

@@ -27,8 +27,9 @@ def commands(name):
 
 def test_both_readmes_give_the_same_install_run_and_test_commands():
     english, chinese = commands("README.md"), commands("README.zh-CN.md")
-    assert "pip install -r requirements.txt pytest && python -m pytest" in english
-    assert "pip install -r requirements.txt && python train_resnet.py" in english
+    quick_start = ["python -m pip install -r requirements.txt", "python train_resnet.py",
+                   "python -m pip install -r requirements.txt pytest", "python -m pytest"]
+    assert english[:4] == quick_start
     assert 'python -c "import torch; print(torch.cuda.is_available())"' in english
     assert chinese == english
 
@@ -48,10 +49,12 @@ def test_every_command_line_works_as_typed_in_cmd_and_powershell(page):
         assert not re.search(r"`[A-Z_]+=\S+ python", line), f"{page}: a bash-only variable assignment: {line}"
 
 
-def test_the_readmes_say_what_to_type_in_windows_powershell_5():
-    english = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    assert "Windows PowerShell 5.1" in english and "type the two halves one after the other" in english
-    assert "Windows PowerShell 5.1" in (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")
+@pytest.mark.parametrize("page", PAGES)
+def test_no_command_needs_a_shell_that_takes_and_and(page):
+    """Windows PowerShell 5.1 (VS Code's, PyCharm's and Anaconda's PowerShell too) rejects `&&`: one command a line."""
+    assert not [line for line in code_lines(page) if "&&" in line]
+    if page.startswith("README"):
+        assert "Windows PowerShell 5.1" in (ROOT / page).read_text(encoding="utf-8")
 
 
 def test_the_ci_runs_the_readmes_test_command_and_the_slow_tests():
@@ -76,12 +79,12 @@ def test_every_local_link_and_image_exists(page):
 
 
 def test_the_readmes_stay_short_and_link_the_docs():
-    assert len((ROOT / "README.md").read_bytes()) <= 8_000
+    assert len((ROOT / "README.md").read_bytes()) <= 9_100
     assert len((ROOT / "README.zh-CN.md").read_bytes()) <= 12_000
     for readme, troubleshooting in (("README.md", "docs/troubleshooting.md"), ("README.zh-CN.md", "docs/troubleshooting.zh-CN.md")):
         text = (ROOT / readme).read_text(encoding="utf-8")
         for page in ("docs/runs.md", "docs/flags.md", "docs/results.md", "docs/skip_connection.md", "docs/multiply_adds.md",
-                     "docs/performance.md", troubleshooting, "docs/testing.md"):
+                     "docs/performance.md", troubleshooting, "docs/testing.md", "docs/gap_head.md"):
             assert f"]({page})" in text, (readme, page)
 
 

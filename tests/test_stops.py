@@ -13,6 +13,7 @@ import train_inception
 import train_resnet
 from conftest import run_main, script_call
 from helpers import figures, store
+from helpers.device import OutOfMemoryError  # torch.OutOfMemoryError from torch 2.5 on
 
 MODULES = [train_inception, train_resnet]
 # Tests that train: the machinery is the same for both, so InceptionNet (three times the work) runs with the slow tests.
@@ -52,7 +53,7 @@ def test_divergence_keeps_the_finished_epochs(module, mnist_dir, tmp_path, monke
 
 
 OUT_OF_MEMORY = {
-    "cuda": lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    "cuda": lambda: OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
     "mps": lambda: RuntimeError("MPS backend out of memory (MPS allocated: 17.00 GB, other allocations: 1.2 GB)"),
 }
 
