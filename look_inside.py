@@ -25,6 +25,7 @@ import models
 from data import DataError, mnist_loaders, normalize
 from helpers import console, figures, flags
 from helpers import device as devices
+from helpers.comparison import fonts_for
 
 RUNS = "runs"
 NETS = {"InceptionNet": ("incep1", "incep2"), "ResidualNet": ("res1", "res2")}  # the blocks looked into
@@ -282,7 +283,9 @@ def main(argv=None):
     for line in report(net, intact, knocked, measured) + [CAVEAT]:
         console.say(line)
     digit = normalize(test_loader.images[args.index : args.index + 1])
-    fig = draw(model, net, digit, int(test_loader.labels[args.index]), f"{net} of {folder}: knock-outs", intact, knocked)
+    rc, (title,) = fonts_for([f"{net} of {folder}: knock-outs"])  # a run folder with a Chinese name, drawn or escaped
+    with plt.rc_context(rc):
+        fig = draw(model, net, digit, int(test_loader.labels[args.index]), title, intact, knocked)
     path = os.path.join(folder, "inside.png")
     try:
         figures.save(fig, path)
