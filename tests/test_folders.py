@@ -146,6 +146,7 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(here, tmp_path, 
     assert not (tmp_path / "new").exists() and not (tmp_path / "empty").exists()
 
 
+@pytest.mark.slow  # the quick run keeps test_resume.py's hand-edited settings.json
 def test_a_broken_settings_file_does_not_stop_a_resume_and_is_written_again(here, mnist_dir):
     train("--epochs", 1, mnist_dir=mnist_dir)
     settings = here / "runs" / "resnet" / "settings.json"

@@ -123,7 +123,8 @@ def test_multiply_add_shares_follow_the_branch_layers():
     assert shares == pytest.approx({b: c / sum(counts.values()) for b, c in counts.items()})
 
 
-@pytest.mark.parametrize("net, folder", [("inception", "inception"), ("resnet", "实验一")])  # the learners' Chinese folder names
+@pytest.mark.parametrize("net, folder", [pytest.param("inception", "inception", marks=pytest.mark.slow),
+                                         ("resnet", "实验一")])  # a Chinese folder name, as the course's students make them
 def test_the_command_prints_the_table_and_writes_the_figure(runs, mnist_dir, net, folder, recwarn):
     if folder != net:
         shutil.copytree(runs / net, runs / folder, dirs_exist_ok=True)

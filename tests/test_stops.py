@@ -213,6 +213,7 @@ def test_a_full_disk_at_the_first_epoch_leaves_no_folder(mnist_dir, tmp_path, mo
     assert os.listdir(tmp_path / "runs") == []  # no half-kept folder
 
 
+@pytest.mark.slow  # the quick run keeps test_a_failed_save_keeps_the_earlier_results
 def test_a_full_disk_later_keeps_the_earlier_epochs_resumable(mnist_dir, tmp_path, monkeypatch):
     full_disk(monkeypatch, from_epoch=2)
     code, out, err = run_main(train_resnet, "--epochs", 2, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
