@@ -182,7 +182,7 @@ def percent(value):
     return f"{value:.2f}%"
 
 
-def report(net, intact, knocked, measured):
+def report(net, knocked, measured):
     """The table printed: a row per branch (InceptionNet) or per block (ResidualNet), the knock-outs on the right."""
     blocks = NETS[net]
     wheres = [*blocks, "both"]
@@ -277,10 +277,13 @@ def main(argv=None):
         raise SystemExit(f"error: {e}") from None
     if not 0 <= args.index < len(test_loader.labels):
         parser.error(f"--index must be from 0 to {len(test_loader.labels) - 1}, got {args.index}")
+    saved = settings.get("data") if isinstance(settings.get("data"), dict) else {}
+    if saved.get("test_images") not in (None, len(test_loader.labels)):
+        console.say(f"note: the run was tested on {saved['test_images']:,} images; this data has {len(test_loader.labels):,} (--data-dir)")
     model.to(device)
     intact, knocked, measured = look(model, net, test_loader)
     console.say(f"{net} of {folder}{os.sep}, on {len(test_loader.labels):,} test images: intact {percent(intact)}")
-    for line in report(net, intact, knocked, measured) + [CAVEAT]:
+    for line in report(net, knocked, measured) + [CAVEAT]:
         console.say(line)
     digit = normalize(test_loader.images[args.index : args.index + 1])
     rc, (title,) = fonts_for([f"{net} of {folder}: knock-outs"])  # a run folder with a Chinese name, drawn or escaped
