@@ -15,6 +15,7 @@ as each part sees it.
 import argparse
 import contextlib
 import json
+import math
 import os
 
 import matplotlib.pyplot as plt
@@ -235,13 +236,14 @@ def draw(model, net, digit, label, title, intact, knocked):
     fig, axes = plt.subplot_mosaic([["bars"] * columns] + [[f"digit{r}", *(f"{r}.{c}" for c in range(columns - 1))] for r in range(len(panels))],
                                    figsize=(2.3 * columns, 3.6 + 2.3 * len(panels)), height_ratios=[1.6] + [1] * len(panels))
     parts, wheres = list(dict.fromkeys(part for part, _ in knocked)), [*blocks, "both"]
+    low = max(0, 10 * math.floor((min(knocked.values()) - 5) / 10))  # zoomed in where the bars differ
     for i, where in enumerate(wheres):
         bars = axes["bars"].bar([p + (i - 1) * 0.27 for p in range(len(parts))], [knocked[part, where] for part in parts], 0.27,
                                 label=f"knocked out in {where}")
-        axes["bars"].bar_label(bars, fmt="%.1f", fontsize=7)
+        axes["bars"].bar_label(bars, fmt="%.2f", fontsize=6)
     axes["bars"].axhline(intact, color="0.3", linestyle="--", label=f"intact: {intact:.2f}%")
     axes["bars"].set(xticks=range(len(parts)), xticklabels=[f"without {p}" if net == "InceptionNet" else p for p in parts],
-                     ylabel="test accuracy (%)", ylim=(0, 118), title=title)
+                     ylabel="test accuracy (%)", ylim=(low, 100 + 0.18 * (100 - low)), title=title)
     axes["bars"].legend(fontsize=7, loc="upper center", ncol=4)
     for r, row in enumerate(panels):
         if r == 0:
