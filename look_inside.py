@@ -280,7 +280,7 @@ def main(argv=None):
     if not 0 <= args.index < len(test_loader.labels):
         parser.error(f"--index must be from 0 to {len(test_loader.labels) - 1}, got {args.index}")
     saved = settings.get("data") if isinstance(settings.get("data"), dict) else {}
-    if saved.get("test_images") not in (None, len(test_loader.labels)):
+    if isinstance(saved.get("test_images"), int) and saved["test_images"] != len(test_loader.labels):
         console.say(f"note: the run was tested on {saved['test_images']:,} images; this data has {len(test_loader.labels):,} (--data-dir)")
     model.to(device)
     intact, knocked, measured = look(model, net, test_loader)
@@ -302,4 +302,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # nothing is written until the figure, and that whole or not at all
+        console.tell("\ninterrupted: nothing was changed")
+        raise SystemExit(130) from None

@@ -1,6 +1,8 @@
 """look_inside.py: its knock-outs against an independent forward pass on the same weights, its measurements, the
 net left as it was, the figure, and the refusals."""
 import shutil
+import signal
+import subprocess
 
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch.nn.functional as F
 import look_inside
 import train_inception
 import train_resnet
-from conftest import run_main, train
+from conftest import run_main, script_call, train
 from data import Batches, mnist_loaders
 
 SLICES = {"1x1": slice(0, 16), "5x5": slice(16, 40), "3x3 -> 3x3": slice(40, 64), "pool": slice(64, 88)}  # 16 + 24 + 24 + 24
@@ -160,3 +162,13 @@ def test_what_is_not_a_finished_run_is_refused_in_one_line(tmp_path, monkeypatch
     expected = {"missing": "does not exist", "file": "is a file", "empty": "has no model.pt", "damaged": "is damaged",
                 "no runs": "no run under runs"}[case]
     assert expected in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_nothing_was_changed(runs):
+    process = subprocess.Popen(**script_call("look_inside.py", runs / "inception", "--no-show", "--device", "cpu"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline().startswith("device:")  # loaded, now evaluating
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and err.strip() == "interrupted: nothing was changed", err
