@@ -27,6 +27,7 @@ from data import DataError, mnist_loaders, normalize
 from helpers import console, figures, flags
 from helpers import device as devices
 from helpers.comparison import fonts_for
+from train_resnet import test  # the lesson's test(), the same in both scripts
 
 RUNS = "runs"
 NETS = {"InceptionNet": ("incep1", "incep2"), "ResidualNet": ("res1", "res2")}  # the blocks looked into
@@ -76,38 +77,33 @@ def without_residual(block, inputs, output):
     return F.relu(inputs[0])
 
 
-@torch.no_grad()
 def accuracy(model, loader, blocks=(), hook=None):
-    """Percent of the test images right, with hook on blocks' forward while they are counted."""
-    correct = total = 0
+    """The scripts' own test(), with hook on blocks' forward while it counts."""
     with hooked(blocks, hook):
-        for images, labels in loader:
-            correct += (model(images).argmax(dim=1) == labels).sum().item()
-            total += len(labels)
-    return 100 * correct / total
+        return test(model, loader.labels.device, loader)
 
 
 @torch.no_grad()
 def measure(model, net, loader):
     """Per block: Inception, each branch's share of the output energy (sum of squares); ResidualNet, the median over
     the test images of |F(x)| / |x| and of the cosine of F(x) and x."""
-    found = {name: [] for name in NETS[net]}
+    found = {getattr(model, name): [] for name in NETS[net]}
 
     def hook(block, inputs, output):
-        name = next(name for name in found if getattr(model, name) is block)
         if net == "InceptionNet":
-            found[name].append(output.float().pow(2).sum(dim=(0, 2, 3)))
+            found[block].append(output.float().pow(2).sum(dim=(0, 2, 3)))
         else:
             x, fx = inputs[0].flatten(1).float(), residual(block, inputs[0]).flatten(1).float()
-            found[name].append(torch.stack([fx.norm(dim=1) / x.norm(dim=1).clamp_min(1e-12), F.cosine_similarity(fx, x, dim=1)]))
+            found[block].append(torch.stack([fx.norm(dim=1) / x.norm(dim=1).clamp_min(1e-12), F.cosine_similarity(fx, x, dim=1)]))
 
-    with hooked([getattr(model, name) for name in found], hook):
+    with hooked(found, hook):
         for images, _ in loader:
             model(images)
+    named = {name: found[getattr(model, name)] for name in NETS[net]}
     if net == "InceptionNet":
-        energy = {name: torch.stack(sums).sum(dim=0) for name, sums in found.items()}
+        energy = {name: torch.stack(sums).sum(dim=0) for name, sums in named.items()}
         return {name: {b: (e[s].sum() / e.sum()).item() for b, s in branch_slices(getattr(model, name)).items()} for name, e in energy.items()}
-    return {name: torch.cat(rows, dim=1).median(dim=1).values.tolist() for name, rows in found.items()}
+    return {name: torch.cat(rows, dim=1).median(dim=1).values.tolist() for name, rows in named.items()}
 
 
 def multiply_adds(net):
