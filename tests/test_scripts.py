@@ -78,7 +78,8 @@ def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir
         assert float(final.group(1)) >= bar
 
 
-@pytest.mark.parametrize("module", [pytest.param(train_inception, marks=pytest.mark.slow), train_resnet])
+@pytest.mark.slow  # three runs; the quick run keeps the bit-exact resume of tests/test_resume.py
+@pytest.mark.parametrize("module", [train_inception, train_resnet])
 def test_same_seed_gives_identical_weights_on_the_cpu(module, mnist_dir, tmp_path, capsys):
     weights = []
     for name in ("a", "b", "c"):
