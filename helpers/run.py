@@ -92,7 +92,7 @@ class Run:
             state["resumed"] = [*state["resumed"], {**self.entry, "device": str(self.device), "versions": checkpoint.versions()}]
         self.saving = True
         try:
-            self.folder.write(state, self.say)
+            self.folder.write(state, self.say, last=epoch == self.args.epochs)
         finally:
             self.saving = False
             if self.folder.saved == epoch:

@@ -89,8 +89,9 @@ class Folder:
     def __init__(self, path, base, saved=0):
         self.path, self.base, self.saved, self.odd, self.made = path, base, saved, {}, saved > 0
 
-    def write(self, state, say):
-        """Write the files of the epoch that state ends with; SaveError where that epoch cannot be kept."""
+    def write(self, state, say, last=False):
+        """Write the files of the epoch that state ends with (last: the run's final one); SaveError where that epoch
+        cannot be kept."""
         epoch = len(state["history"])
         if not self.made:  # the run's first saved epoch: now the folder appears
             try:
@@ -115,9 +116,9 @@ class Folder:
             except Exception as e:  # OSError, or the RuntimeError of torch.save on a full disk
                 why = getattr(e, "strerror", None) or console.one_line(e)
                 if name in VIEWS:
-                    self.odd.setdefault(name, self.saved)
-                    console.tell(f"warning: could not replace {os.path.join(self.path, name)} ({why}; open in another program?);"
-                                 " it is written again after the next epoch")
+                    self.odd.setdefault(name, epoch - 1)  # it holds the epoch before, or an earlier one
+                    then = f"it holds {epochs(self.odd[name])}, checkpoint.pt {epochs(epoch)}" if last else "it is written again after the next epoch"
+                    console.tell(f"warning: could not replace {os.path.join(self.path, name)} ({why}; open in another program?); {then}")
                     continue
                 if name == "checkpoint.pt":
                     self.odd["model.pt"] = epoch

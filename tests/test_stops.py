@@ -107,14 +107,14 @@ def test_out_of_memory_again_while_drawing_the_mistakes_skips_them(mnist_dir, tm
     assert lines[1].startswith("error: out of memory on cpu") and not (tmp_path / "mistakes.png").exists()
 
 
-def fail_writing(monkeypatch, name, error, times=1):
-    """The second writing of name (epoch 2's) and the next times - 1 fail with error."""
+def fail_writing(monkeypatch, name, error, times=1, first=2):
+    """The first-th writing of name (by default epoch 2's) and the next times - 1 fail with error."""
     real_save, calls = store.save_atomic, []
 
     def save_atomic(path, write):
         if os.path.basename(path) == name:
             calls.append(path)
-            if 2 <= len(calls) < 2 + times:
+            if first <= len(calls) < first + times:
                 raise error
         real_save(path, write)
 
@@ -152,6 +152,27 @@ def test_a_results_file_held_open_by_another_program_is_a_warning(name, mnist_di
                    " it is written again after the next epoch\n")
     assert "epoch 3: test accuracy" in out
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 4  # written again: all three epochs
+
+
+def test_a_results_file_held_open_to_the_end_says_which_epoch_it_holds(mnist_dir, tmp_path, monkeypatch):
+    fail_writing(monkeypatch, "metrics.csv", PermissionError(13, "Permission denied"), times=2)  # epochs 2 and 3
+    code, out, err = run_main(train_resnet, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 0, err
+    warning = f"warning: could not replace {tmp_path / 'metrics.csv'} (Permission denied; open in another program?); "
+    # There is no next epoch to write it again: the last warning says what it holds, not a promise.
+    assert err == warning + "it is written again after the next epoch\n" + warning + "it holds epoch 1, checkpoint.pt epochs 1-3\n"
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
+
+
+def test_a_stop_names_a_results_file_left_at_an_earlier_epoch(mnist_dir, tmp_path, monkeypatch):
+    fail_writing(monkeypatch, "metrics.csv", PermissionError(13, "Permission denied"), times=2)  # epochs 2 and 3
+    fail_writing(monkeypatch, "checkpoint.pt", OSError(28, "No space left on device"), first=3)
+    code, out, err = run_main(train_resnet, "--epochs", 4, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 1
+    assert err.splitlines()[-1] == (f"error: could not save epoch 3 to {tmp_path} (checkpoint.pt: No space left on device); the results"
+                                    f" of epochs 1-2 are in {tmp_path}{os.sep} (but metrics.csv holds epoch 1; model.pt holds epoch 3;"
+                                    " --resume goes on from epoch 2).")
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
 
 
 # --- Ctrl-C ----------------------------------------------------------------------------------------
