@@ -1,5 +1,6 @@
 """A run's figures: the accuracy plot and mistakes.png. save() writes a figure whole or not at all; show() shows it
 where this Python can: a window, a notebook, an IDE's plot pane."""
+import copy
 import math
 import os
 import warnings
@@ -115,10 +116,12 @@ def find_mistakes(model, loader, device):
     return images[order], labels[order], predicted[order], confidence[order]
 
 
-def write_mistakes(model, loader, device, net_name, epoch, folder):
-    """mistakes.png in folder, for model; said on stdout, or why it was skipped on stderr."""
+def write_mistakes(model, weights, loader, device, net_name, epoch, folder):
+    """mistakes.png in folder, for a copy of model that holds weights; said on stdout, or why it was skipped on stderr."""
     path, total = os.path.join(folder, "mistakes.png"), len(loader.labels if hasattr(loader, "labels") else loader.dataset)
     try:
+        model = copy.deepcopy(model)
+        model.load_state_dict(weights)
         found = find_mistakes(model, loader, device)
         fig = plot_mistakes(*found, total, net_name)
         try:
@@ -127,8 +130,9 @@ def write_mistakes(model, loader, device, net_name, epoch, folder):
             plt.close(fig)
     except (OSError, RuntimeError) as e:  # out of memory or disk: the other files are saved, say so and go on
         return console.tell(f"mistakes.png skipped: {console.one_line(e)}")
-    except KeyboardInterrupt:  # a (second) Ctrl-C: skip the extra figure, not the stop's message
-        return console.tell("\nmistakes.png skipped")
+    except KeyboardInterrupt:  # Ctrl-C or kill while it is drawn: said, and the run ends as stopped
+        console.tell("\nmistakes.png skipped")
+        raise
     console.say(f"mistakes: {len(found[1])} of {total:,} test images wrong after epoch {epoch}; {path}")
 
 

@@ -2,7 +2,6 @@
 train_resnet.py's main()). Nothing is written before the first epoch is saved. Ctrl-C, kill (SIGTERM) and a closed
 terminal (SIGHUP) stop a run alike, never in the middle of writing an epoch's files, and the message says what is kept
 and how to go on from there."""
-import copy
 import math
 import os
 import signal
@@ -143,15 +142,19 @@ class Run:
         """The run's last lines, or the message of a stop; returns False to let an error in the code through."""
         kept, args, history = self.folder.kept(), self.args, self.state["history"]
         if kind is None:
-            self.write_mistakes()
+            try:
+                self.write_mistakes()
+            except KeyboardInterrupt as stop:  # while the last figure is drawn: the run is whole, but ends as stopped
+                self.stopped(stop, kept)
             best = max(history, key=lambda row: row[2])
             console.say(f"final test accuracy {history[-1][2]:.2f}% (best {best[2]:.2f}% at epoch {best[0]});"
                         f" plot: {os.path.join(self.folder.path, 'accuracy.png')}")
             return False
         if issubclass(kind, KeyboardInterrupt):  # Ctrl-C, kill, the terminal closed
-            signum = getattr(error, "signum", signal.SIGINT)
-            self.write_mistakes()
-            self.fail(f"\n{STOPPED.get(signal.Signals(signum).name, 'stopped')}: {kept}", 128 + signum, hint=True)
+            try:
+                self.write_mistakes()
+            finally:  # a second Ctrl-C skips the figure, not the message
+                self.stopped(error, kept)
         if issubclass(kind, BrokenPipeError):  # the output went into `head`, which has read what it wanted
             console.quiet(sys.stdout)
             self.fail(f"stopped: the output was closed; {kept}" if self.folder.saved else None, hint=True)
@@ -174,8 +177,12 @@ class Run:
             self.fail(f"error: {what}; {kept}.")
         return False
 
+    def stopped(self, error, kept):
+        signum = getattr(error, "signum", signal.SIGINT)
+        self.fail(f"\n{STOPPED.get(signal.Signals(signum).name, 'stopped')}: {kept}", 128 + signum, hint=True)
+
     def fail(self, message, code=1, hint=False):
-        if message and hint and self.folder.saved:  # a stop to go on from: the command that does
+        if message and hint and 0 < self.folder.saved < self.args.epochs:  # a stop to go on from: the command that does
             words = ["--resume"] + (["--out-dir", self.folder.path] if os.path.normpath(self.folder.path) != self.default_out else [])
             words += ["--epochs", str(self.args.epochs)] if self.args.resume and "epochs" in self.typed else []
             words += ["--device", str(self.args.device)] if "device" in self.typed else []
@@ -187,9 +194,7 @@ class Run:
     def write_mistakes(self):
         """mistakes.png: the test digits that the saved weights get wrong (at a stop, the live ones may be half an epoch on)."""
         if self.folder.saved and self.model is not None:
-            model = copy.deepcopy(self.model)
-            model.load_state_dict(self.state["model"])
-            figures.write_mistakes(model, self.test_loader, self.device, self.net_name, self.folder.saved, self.folder.path)
+            figures.write_mistakes(self.model, self.state["model"], self.test_loader, self.device, self.net_name, self.folder.saved, self.folder.path)
 
     def show_plot(self):
         """The finished run's accuracy plot (also in accuracy.png), where this Python can show one: see figures.show."""

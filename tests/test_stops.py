@@ -14,6 +14,7 @@ import train_resnet
 from conftest import run_main, script_call
 from helpers import figures, store
 from helpers.device import OutOfMemoryError  # torch.OutOfMemoryError from torch 2.5 on
+from helpers.run import Stop
 
 MODULES = [train_inception, train_resnet]
 # Tests that train: the machinery is the same for both, so InceptionNet (three times the work) runs with the slow tests.
@@ -258,6 +259,37 @@ def test_while_epoch_1_trains_the_folder_does_not_exist_yet(mnist_dir, tmp_path,
     assert code == 0, err
     assert stdout.startswith(f"results: {out}{os.sep}\n")  # named up front
     assert seen == [(1, False), (2, True)]
+
+
+def test_a_kill_while_the_last_figure_is_drawn_ends_as_stopped_with_nothing_to_go_on(mnist_dir, tmp_path, monkeypatch):
+    def plot_mistakes(*args):
+        raise Stop(signal.SIGTERM)  # what Run's handler raises for a kill
+
+    shown = []
+    monkeypatch.setattr(figures, "plot_mistakes", plot_mistakes)
+    monkeypatch.setattr(figures, "show", lambda *args, **kwargs: shown.append(args))
+    code, out, err = run_main(train_resnet, "--epochs", 1, "--data-dir", mnist_dir, "--out-dir", tmp_path)
+    assert code == 128 + signal.SIGTERM
+    # Every epoch is done: no command to go on with (it would be refused), no final line, no plot window.
+    assert err == f"\nmistakes.png skipped\n\nterminated: the results of epoch 1 are in {tmp_path}{os.sep}\n"
+    assert "final test accuracy" not in out and shown == []
+    assert sorted(os.listdir(tmp_path)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "model.pt", "settings.json"]
+
+
+def test_ctrl_c_while_the_last_epoch_is_written_waits_for_its_files_and_offers_no_resume(mnist_dir, tmp_path, monkeypatch):
+    real_save = store.save_atomic
+
+    def save_atomic(path, write):
+        if os.path.basename(path) == "metrics.csv" and len(list(tmp_path.glob("checkpoint.pt"))):
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C in the middle of the epoch's files
+        real_save(path, write)
+
+    monkeypatch.setattr(store, "save_atomic", save_atomic)
+    code, out, err = run_main(train_resnet, "--epochs", 1, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 130
+    assert err == f"\ninterrupted: the results of epoch 1 are in {tmp_path}{os.sep}\n"
+    assert "epoch 1: test accuracy" in out and "mistakes: " in out
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2 and (tmp_path / "accuracy.png").stat().st_size > 0
 
 
 # --- kill, a closed terminal, a pipe ------------------------------------------------------------------
