@@ -24,7 +24,7 @@ SHOWN = {"net": "{}", "batch_size": "batch {}", "lr": "lr {}", "momentum": "mome
 
 
 def read_metrics(folder):
-    """(epochs, train losses, test accuracies) from folder/metrics.csv; exits with 1 naming what is wrong."""
+    """(epochs, train losses, test accuracies) from folder/metrics.csv; ValueError naming what is wrong."""
     path = os.path.join(folder, "metrics.csv")
     try:
         with open(path, newline="") as f:
@@ -33,10 +33,24 @@ def read_metrics(folder):
         if not rows:
             raise ValueError("it has no epochs")
     except OSError as e:
-        raise SystemExit(f"error: cannot read {path}: {e.strerror or e}. Is {folder} the out folder of a run?") from None
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
     except (KeyError, TypeError, ValueError) as e:
-        raise SystemExit(f"error: {path} is not a run's metrics ({console.one_line(e)}). Is {folder} the out folder of a run?") from None
+        raise ValueError(f"{path} is not a run's metrics ({console.one_line(e)})") from None
     return columns
+
+
+def read_runs(folders, named):
+    """{folder: metrics} of the runs to compare: a named folder that is not a run stops the comparison (exit 1); a run
+    found under RUNS whose metrics.csv cannot be read (hand-edited, saved by a spreadsheet) is named and left out."""
+    runs = {}
+    for folder in folders:
+        try:
+            runs[folder] = read_metrics(folder)
+        except ValueError as e:
+            if named:
+                raise SystemExit(f"error: {e}. Is {folder} the out folder of a run?") from None
+            console.tell(f"warning: {e}; {folder} is left out")
+    return runs
 
 
 def run_settings(folder):
@@ -94,11 +108,13 @@ def main(argv=None):
     parser.add_argument("--no-show", action="store_true", help="only save the figure, never show it")
     args = parser.parse_args(flags.command_line_args() if argv is None else argv)
     figures.check_format(parser, "-o", args.output)
-    run_folders = [os.path.normpath(f) for f in getattr(args, "folders", [])] or find_runs(RUNS)
-    if not run_folders:
-        raise SystemExit(f"error: no runs under {RUNS}{os.sep} to compare: train one first (python train_resnet.py),"
-                         " or name the run folders")
-    metrics = [read_metrics(folder) for folder in run_folders]
+    named = [os.path.normpath(f) for f in getattr(args, "folders", [])]
+    found = named or find_runs(RUNS)
+    runs = read_runs(found, named)
+    if not runs:
+        raise SystemExit(f"error: no run under {RUNS}{os.sep} could be read" if found else f"error: no runs under {RUNS}{os.sep}"
+                         " to compare: train one first (python train_resnet.py), or name the run folders")
+    run_folders, metrics = list(runs), list(runs.values())
     settings = [run_settings(folder) for folder in run_folders]
     differ, shared = differences(settings)
     names = [os.path.basename(f) for f in run_folders]

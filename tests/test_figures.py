@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import os
+import pathlib
 
 import matplotlib.pyplot as plt
 import pytest
@@ -133,6 +134,22 @@ def test_a_folder_that_is_not_a_run_is_named(what, tmp_path):
     assert code == 1 and out == ""
     assert f"{bad / 'metrics.csv'}" in err and f"Is {bad} the out folder of a run?" in err
     assert not (tmp_path / "c.png").exists()
+
+
+def test_a_run_found_under_runs_with_unreadable_metrics_is_left_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_settings(write_metrics(pathlib.Path("runs", "resnet"), [97.0]))
+    write_settings(write_metrics(pathlib.Path("runs", "resnet-2"), [98.0]))
+    (tmp_path / "runs" / "resnet-2" / "metrics.csv").write_text("epoch;train_loss;test_accuracy\n1;0,5;98,0\n")  # saved by a spreadsheet
+    code, out, err = compare("--no-show")
+    assert code == 0, err
+    bad = os.path.join("runs", "resnet-2")
+    assert err == f"warning: {os.path.join(bad, 'metrics.csv')} is not a run's metrics ('epoch'); {bad} is left out\n"
+    lines = out.splitlines()
+    assert lines[1].split()[0] == os.path.join("runs", "resnet") and lines[-1].startswith("1 run compared:")
+    (tmp_path / "runs" / "resnet" / "metrics.csv").write_text("")
+    code, out, err = compare("--no-show")
+    assert code == 1 and err.splitlines()[-1] == f"error: no run under runs{os.sep} could be read" and out == ""
 
 
 def test_the_figure_format_follows_the_file_name(tmp_path):
