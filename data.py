@@ -88,6 +88,7 @@ def find(data_dir, name):
 
 def read_mnist(data_dir):
     """((train images, labels), (test images, labels)): images (N, 1, 28, 28) uint8, labels int64, on the CPU."""
+    data_dir = data_dir or os.curdir  # DATA_DIR = "": the working folder
     paths = [find(data_dir, name) for name, _, _ in FILES]
     if None in paths:
         download(data_dir)

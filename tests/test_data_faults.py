@@ -30,6 +30,17 @@ def test_failed_download_says_where_the_files_go(module, tmp_path, monkeypatch):
     assert "epoch" not in out and not (tmp_path / "out" / "metrics.csv").exists()
 
 
+def test_an_empty_data_dir_is_the_working_folder(mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(mnist_dir)
+    (train_images, _), (test_images, _) = data.read_mnist("")  # DATA_DIR = "" at the top of a script
+    assert (len(train_images), len(test_images)) == (2000, 500)
+    use_proxy(monkeypatch, OFFLINE["http_proxy"])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(data.DataError) as error:
+        data.read_mnist("")
+    assert str(error.value).startswith(f"MNIST is not in {os.path.join(os.curdir, 'MNIST', 'raw')}{os.sep} nor in {os.curdir}{os.sep},")
+
+
 @pytest.mark.slow
 def test_failed_download_from_the_command_line(tmp_path):
     result = run_script("train_resnet.py", "--data-dir", tmp_path / "data", "--out-dir", tmp_path / "out", "--no-show", env=OFFLINE)
