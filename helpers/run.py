@@ -53,7 +53,7 @@ class Run:
         except OSError as e:
             raise SystemExit(f"error: cannot write results to {self.args.out_dir}: {e.strerror or e}. Pick another folder with --out-dir.") from None
         self.state, self.notes, self.entry = {"net": self.net_name, "resumed": [], "history": []}, [], None
-        self.folder = store.Folder(path, os.path.normpath(self.args.out_dir))
+        self.folder = store.Folder(path, store.base(self.args.out_dir))
         if not console.say(f"results: {path}{os.sep}" + (f" ({why}; delete a run's folder to replace it)" if why else "")):
             raise SystemExit(1)  # the output went into `head`, which has closed it
 

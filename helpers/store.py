@@ -40,9 +40,15 @@ def is_free(path):
     return not os.path.exists(path) or (os.path.isdir(path) and not os.listdir(path))
 
 
+def base(folder):
+    """The folder that a new run's name starts from: . or .. by its full path, so that the next free one is not .-2."""
+    folder = os.path.normpath(folder)
+    return os.path.abspath(folder) if os.path.basename(folder) in (os.curdir, os.pardir) else folder
+
+
 def choose(folder):
     """(the folder a new run will take, why it is not the one asked for, or None); OSError where none can be."""
-    folder, above = os.path.normpath(folder), os.path.dirname(os.path.abspath(folder))
+    folder, above = base(folder), os.path.dirname(os.path.abspath(folder))
     while not os.path.exists(above):
         above = os.path.dirname(above)
     for path in (folder, above):

@@ -58,6 +58,17 @@ def test_runs_started_at_the_same_moment_get_their_own_folders(tmp_path):
     claim_at_once(str(tmp_path / "new" / "parent" / "resnet"), 6)  # their parent made by all at the same instant
 
 
+def test_the_working_folder_as_out_dir_is_numbered_by_its_name(tmp_path, monkeypatch):
+    work = tmp_path / "lecture11"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert store.choose(".") == (str(work), None)  # empty: the run's files go right here
+    (work / "notes.txt").write_text("mine\n")
+    for given in (".", ""):  # OUT_DIR = "." or "": not a hidden .-2
+        assert store.choose(given) == (f"{work}-2", f"{work} is not empty")
+    assert store.claim(store.base("."))[0] == f"{work}-2"
+
+
 def test_a_file_in_the_way_is_not_a_folder(tmp_path):
     (tmp_path / "notes").write_text("mine\n")
     with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
