@@ -33,17 +33,28 @@ def versions():  # torchvision's from its metadata: importing it takes a second
             "system": platform.platform(terse=True)}
 
 
-def labels_of(loader):  # data.Batches holds them; a DataLoader's MNIST dataset has them as targets
-    return loader.labels if hasattr(loader, "labels") else loader.dataset.targets
+def count(loader):  # the images: data.Batches' labels, or a DataLoader's dataset
+    return len(loader.labels if hasattr(loader, "labels") else loader.dataset)
+
+
+def labels_of(loader):
+    """data.Batches holds them, torchvision's MNIST as targets (random_split's Subset of it at its indices); None for
+    a Dataset of one's own, which is not read through for them."""
+    if hasattr(loader, "labels"):
+        return loader.labels
+    dataset, indices = loader.dataset, slice(None)
+    if isinstance(dataset, torch.utils.data.Subset):
+        dataset, indices = dataset.dataset, list(dataset.indices)
+    return torch.as_tensor(dataset.targets)[indices] if hasattr(dataset, "targets") else None
 
 
 def fingerprint(train_loader, test_loader):
-    """Which data a run trains on: the image counts and a checksum of the labels (the same MNIST anywhere)."""
-    digest = hashlib.sha256()
-    for loader in (train_loader, test_loader):
-        digest.update(torch.as_tensor(labels_of(loader)).cpu().to(torch.int64).numpy().tobytes())
-    return {"train_images": len(labels_of(train_loader)), "test_images": len(labels_of(test_loader)),
-            "labels_sha256": digest.hexdigest()[:16]}
+    """Which data a run trains on: the image counts and a checksum of the labels (the same MNIST anywhere); the
+    counts alone for a Dataset of one's own."""
+    labels = [labels_of(loader) for loader in (train_loader, test_loader)]
+    known = not any(label is None for label in labels)
+    digest = hashlib.sha256(b"".join(torch.as_tensor(label).cpu().to(torch.int64).numpy().tobytes() for label in labels) if known else b"")
+    return {"train_images": count(train_loader), "test_images": count(test_loader), "labels_sha256": digest.hexdigest()[:16] if known else None}
 
 
 def shuffle_generator(train_loader):  # the generator that orders the next epoch: data.Batches' own, else a DataLoader's
@@ -156,7 +167,8 @@ def check_data(parser, folder, state, data, data_dir):
     saved = state["settings"]["data"]
     if saved != data:
         def describe(d):
-            return f"{d['train_images']:,} training and {d['test_images']:,} test images (labels {d['labels_sha256']})"
+            labels = f" (labels {d['labels_sha256']})" if d["labels_sha256"] else ""
+            return f"{d['train_images']:,} training and {d['test_images']:,} test images{labels}"
 
         console.tell(f"{parser.prog}: error: --resume: the run in {folder} was trained on {describe(saved)} (it used --data-dir"
                      f" {latest(state, 'data_dir')}), but {data_dir} holds {describe(data)}; resume with the run's data, or"

@@ -96,7 +96,7 @@ class Run:
             self.saving = False
             if self.folder.saved == epoch:
                 self.state, self.entry = state, None
-        images_per_second = len(checkpoint.labels_of(self.train_loader)) / train_seconds
+        images_per_second = checkpoint.count(self.train_loader) / train_seconds
         self.say(f"epoch {epoch}: test accuracy {accuracy:.2f}%  (train {train_seconds:.1f} s, {images_per_second:.0f} img/s)")
         self.clock = time.perf_counter()
         if self.pending:
