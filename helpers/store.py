@@ -6,6 +6,8 @@ import itertools
 import json
 import os
 import re
+import sys
+import time
 
 import torch
 
@@ -13,6 +15,8 @@ from . import console, figures
 
 ESSENTIAL = ("model.pt", "checkpoint.pt")  # a run stops where one of these cannot be written
 VIEWS = ("metrics.csv", "settings.json", "accuracy.png")  # one that cannot be replaced (open in Excel) is a warning
+WINDOWS = sys.platform == "win32"
+RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8)  # seconds between the tries of a rename that Windows refuses, 1.55 s in all
 
 
 class SaveError(Exception):
@@ -25,6 +29,11 @@ def save_atomic(path, write):
     try:
         with open(tmp, "wb") as f:
             write(f)
+        for wait in RETRIES if WINDOWS else ():
+            try:
+                return os.replace(tmp, path)
+            except PermissionError:  # a virus scanner or indexer may hold a new file for a moment
+                time.sleep(wait)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -155,6 +155,30 @@ def test_a_results_file_held_open_by_another_program_is_a_warning(name, mnist_di
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 4  # written again: all three epochs
 
 
+@pytest.mark.parametrize("refusals", [2, len(store.RETRIES) + 1])
+def test_on_windows_a_rename_refused_for_a_moment_is_tried_again(refusals, tmp_path, monkeypatch):
+    real_replace, waits, calls = os.replace, [], []
+
+    def replace(source, target):
+        calls.append(target)
+        if len(calls) <= refusals:  # a virus scanner holds the new file
+            raise PermissionError(13, "Permission denied")
+        real_replace(source, target)
+
+    monkeypatch.setattr(store, "WINDOWS", True)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(store.time, "sleep", waits.append)
+    path = tmp_path / "checkpoint.pt"
+    if refusals > len(store.RETRIES):  # held for good: the error, and no temporary file left
+        with pytest.raises(PermissionError):
+            store.save_atomic(str(path), lambda f: f.write(b"weights"))
+        assert os.listdir(tmp_path) == [] and waits == list(store.RETRIES)
+    else:
+        store.save_atomic(str(path), lambda f: f.write(b"weights"))
+        assert path.read_bytes() == b"weights" and os.listdir(tmp_path) == ["checkpoint.pt"]
+        assert waits == list(store.RETRIES[:refusals])
+
+
 def test_a_results_file_held_open_to_the_end_says_which_epoch_it_holds(mnist_dir, tmp_path, monkeypatch):
     fail_writing(monkeypatch, "metrics.csv", PermissionError(13, "Permission denied"), times=2)  # epochs 2 and 3
     code, out, err = run_main(train_resnet, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
