@@ -141,20 +141,18 @@ class Run:
     def end(self, kind, error, traceback):
         """The run's last lines, or the message of a stop; returns False to let an error in the code through."""
         kept, args, history = self.folder.kept(), self.args, self.state["history"]
-        if kind is None:
+        if kind is None or issubclass(kind, KeyboardInterrupt):  # the run's end, or Ctrl-C, kill, the terminal closed
             try:
                 self.write_mistakes()
-            except KeyboardInterrupt as stop:  # while the last figure is drawn: the run is whole, but ends as stopped
-                self.stopped(stop, kept)
+            except KeyboardInterrupt as stop:  # (another) stop while it is drawn: the figure is skipped, not the message
+                kind, error = kind or type(stop), error or stop
+            if kind is not None:
+                signum = getattr(error, "signum", signal.SIGINT)
+                self.fail(f"\n{STOPPED.get(signal.Signals(signum).name, 'stopped')}: {kept}", 128 + signum, hint=True)
             best = max(history, key=lambda row: row[2])
             console.say(f"final test accuracy {history[-1][2]:.2f}% (best {best[2]:.2f}% at epoch {best[0]});"
                         f" plot: {os.path.join(self.folder.path, 'accuracy.png')}")
             return False
-        if issubclass(kind, KeyboardInterrupt):  # Ctrl-C, kill, the terminal closed
-            try:
-                self.write_mistakes()
-            finally:  # a second Ctrl-C skips the figure, not the message
-                self.stopped(error, kept)
         if issubclass(kind, BrokenPipeError):  # the output went into `head`, which has read what it wanted
             console.quiet(sys.stdout)
             self.fail(f"stopped: the output was closed; {kept}" if self.folder.saved else None, hint=True)
@@ -176,10 +174,6 @@ class Run:
             what = error if issubclass(kind, store.SaveError) else f"{error.strerror or error}{f': {error.filename}' if error.filename else ''}"
             self.fail(f"error: {what}; {kept}.")
         return False
-
-    def stopped(self, error, kept):
-        signum = getattr(error, "signum", signal.SIGINT)
-        self.fail(f"\n{STOPPED.get(signal.Signals(signum).name, 'stopped')}: {kept}", 128 + signum, hint=True)
 
     def fail(self, message, code=1, hint=False):
         if message and hint and 0 < self.folder.saved < self.args.epochs:  # a stop to go on from: the command that does

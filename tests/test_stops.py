@@ -17,6 +17,7 @@ from helpers.device import OutOfMemoryError  # torch.OutOfMemoryError from torch
 from helpers.run import Stop
 
 MODULES = [train_inception, train_resnet]
+KILLS = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]  # Windows has no SIGHUP: collected there too
 # Tests that train: the machinery is the same for both, so InceptionNet (three times the work) runs with the slow tests.
 TRAINING = [pytest.param(train_inception, marks=pytest.mark.slow), train_resnet]
 
@@ -300,6 +301,25 @@ def test_a_kill_while_the_last_figure_is_drawn_ends_as_stopped_with_nothing_to_g
     assert sorted(os.listdir(tmp_path)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "model.pt", "settings.json"]
 
 
+def test_a_second_ctrl_c_while_mistakes_are_drawn_skips_them_not_the_message(mnist_dir, tmp_path, monkeypatch):
+    real_train = train_resnet.train
+
+    def train(model, device, loader, optimizer, criterion, epoch, log_every):
+        if epoch == 2:
+            raise Stop(signal.SIGTERM)  # a kill in epoch 2
+        return real_train(model, device, loader, optimizer, criterion, epoch, log_every)
+
+    def plot_mistakes(*args):
+        raise KeyboardInterrupt  # and Ctrl-C while mistakes.png is drawn
+
+    monkeypatch.setattr(train_resnet, "train", train)
+    monkeypatch.setattr(figures, "plot_mistakes", plot_mistakes)
+    code, out, err = run_main(train_resnet, "--epochs", 3, "--data-dir", mnist_dir, "--out-dir", tmp_path, "--no-show")
+    assert code == 128 + signal.SIGTERM
+    assert err.startswith(f"\nmistakes.png skipped\n\nterminated: the results of epoch 1 are in {tmp_path}{os.sep}\n"
+                          "  to go on from there: ")
+
+
 def test_ctrl_c_while_the_last_epoch_is_written_waits_for_its_files_and_offers_no_resume(mnist_dir, tmp_path, monkeypatch):
     real_save = store.save_atomic
 
@@ -327,7 +347,7 @@ def start(out, mnist_dir, *args, env=None, epochs=2):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("how", KILLS)
 def test_kill_or_a_closed_terminal_before_epoch_1_leaves_nothing(how, mnist_dir, tmp_path):
     process = start(tmp_path / "run", mnist_dir)
     for line in process.stdout:
@@ -341,7 +361,7 @@ def test_kill_or_a_closed_terminal_before_epoch_1_leaves_nothing(how, mnist_dir,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("how", KILLS)
 def test_kill_in_epoch_2_keeps_epoch_1_and_resumes_to_the_end(how, mnist_dir, tmp_path):
     out = tmp_path / "run"
     process = start(out, mnist_dir)
