@@ -53,6 +53,7 @@ def test_compare_on_windows_says_what_it_needs(monkeypatch):
 
 def test_compare_refuses_a_folder_without_mnist(tmp_path, monkeypatch):
     compare = load_compare()
+    monkeypatch.setattr(compare.os, "wait4", os.waitpid, raising=False)  # Windows has none: it would stop before the data check
     use_proxy(monkeypatch, OFFLINE["http_proxy"])  # no download either
     code, out, err = run_main(compare, "inception", "--data-dir", tmp_path)
     assert code == 1 and out == ""
