@@ -9,9 +9,11 @@ Here the lecture's first convolution and pooling are followed by DEPTH of its Re
 same block without `+ x` (PlainBlock, which differs in that one line), and a linear layer. Each pair of
 nets starts from the same weights and sees the same batches. Printed: per depth and variant, the gradient
 norm reaching the first and the last block (at the first SGD step, and its mean over the first epoch), the
-last training loss and the test accuracy; drawn: the same in one figure (--out).
+last training loss and the test accuracy; drawn: the same in one figure (--out; a new name each run).
 """
 import argparse
+import itertools
+import os
 import sys
 
 import torch
@@ -152,6 +154,12 @@ def plot(results, loss_every):
     return fig
 
 
+def free_name(path):
+    """path, or the first of STEM-2.EXT, STEM-3.EXT, ... that is not taken."""
+    stem, ext = os.path.splitext(path)
+    return next(name for name in itertools.chain([path], (f"{stem}-{n}{ext}" for n in itertools.count(2))) if not os.path.exists(name))
+
+
 def parse_depths(parser, text):
     try:
         depths = sorted({int(word) for word in text.split(",") if word.strip()})
@@ -168,9 +176,11 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="epochs each net trains")
     flags.add_device_flag(parser)
     parser.add_argument("--data-dir", default=DATA_DIR, help="folder that holds (or receives) MNIST/raw/")
-    parser.add_argument("--out", default=OUT, help="the figure (.png, .svg, .pdf)")
+    parser.add_argument("--out", default=argparse.SUPPRESS,
+                        help=f"the figure (.png, .svg, .pdf); by default {OUT}, or the next free name (skip_connection-2.png, ...)")
     parser.add_argument("--no-show", action="store_true", help="only save the figure, never open a window")
     args = parser.parse_args(argv)
+    args.out = getattr(args, "out", None) or free_name(OUT)  # an earlier run's figure is kept: its model may be edited since
     depths = parse_depths(parser, args.depths)
     flags.at_least_one(parser, epochs=args.epochs)
     args.device = flags.check_device(parser, args.device)

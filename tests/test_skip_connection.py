@@ -1,6 +1,8 @@
 """python skip_connection.py: the lecture's ResidualBlock against the same block without `+ x`, stacked deep."""
+import os
 import re
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 
@@ -56,6 +58,21 @@ def test_the_command_prints_its_table_and_writes_its_figure(mnist_dir, tmp_path)
     rows = [line for line in lines if re.fullmatch(rf" +\d+ (residual|plain) +( {number} +){{4}} *\d\.\d\d\d +\d+\.\d\d%", line)]
     assert [row.split()[:2] for row in rows] == [["1", "residual"], ["1", "plain"], ["2", "residual"], ["2", "plain"]]
     assert lines[-1] == f"figure: {out}" and out.read_text().startswith("<?xml")
+
+
+def test_a_second_run_keeps_the_first_figure(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(skip_connection, "measure", lambda *args, **kwargs: {})  # the training is tested above
+    monkeypatch.setattr(skip_connection, "plot", lambda results, every: plt.figure(figsize=(1, 1)))
+    names = []
+    for _ in range(3):
+        code, stdout, err = run_main(skip_connection, "--device", "cpu", "--no-show")
+        assert code == 0, err
+        names.append(stdout.splitlines()[-1])
+    runs = os.path.join("runs", "skip_connection")
+    assert names == [f"figure: {runs}.png", f"figure: {runs}-2.png", f"figure: {runs}-3.png"]
+    code, stdout, err = run_main(skip_connection, "--device", "cpu", "--no-show", "--out", f"{runs}.png")  # named: replaced
+    assert code == 0 and stdout.splitlines()[-1] == f"figure: {runs}.png" and len(os.listdir("runs")) == 3
 
 
 @pytest.mark.parametrize("args, message", [
