@@ -102,11 +102,32 @@ def test_resume_alone_goes_on_to_the_epochs_the_run_was_started_with(here, mnist
     folder = here / "runs" / "resnet"
     before = digest(folder)
     code, _, err = run_main(train_resnet, "--resume", "--no-show")  # a finished run: asks for more epochs
-    assert code == 2 and "has finished the 2 epochs it was asked for; to go on, ask for more, e.g. --epochs 12" in err
+    assert code == 2 and "has finished the 2 epochs it was asked for; to go on, ask for more, e.g. --epochs 10" in err  # EPOCHS
     assert digest(folder) == before
     train("--epochs", 1, "--out-dir", "one", mnist_dir=mnist_dir)
     code, _, err = run_main(train_resnet, "--resume", "--out-dir", "one", "--no-show")
-    assert code == 2 and "has finished the 1 epoch it was asked for; to go on, ask for more, e.g. --epochs 11" in err
+    assert code == 2 and "has finished the 1 epoch it was asked for; to go on, ask for more, e.g. --epochs 10" in err
+
+
+def test_an_edited_epochs_constant_is_noted_and_offered(here, mnist_dir, monkeypatch):
+    train("--epochs", 1, mnist_dir=mnist_dir)
+    real_train = train_resnet.train
+
+    def train_then_ctrl_c(*args):
+        if args[5] == 2:  # the epoch
+            raise KeyboardInterrupt
+        return real_train(*args)
+
+    monkeypatch.setattr(train_resnet, "train", train_then_ctrl_c)
+    code, _, _ = run_main(train_resnet, "--epochs", 2, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", "two", "--no-show")
+    assert code == 130  # Ctrl-C in epoch 2: epoch 1 is kept
+    monkeypatch.setattr(train_resnet, "train", real_train)
+    monkeypatch.setattr(train_resnet, "EPOCHS", 3)  # then the learner edits EPOCHS = 3 at the top of the script
+    code, _, err = run_main(train_resnet, "--resume", "--no-show")
+    assert code == 2 and "has finished the 1 epoch it was asked for; to go on, ask for more, e.g. --epochs 3" in err
+    log = train("--resume", "--out-dir", "two", mnist_dir=mnist_dir)
+    assert "note: EPOCHS is 3 at the top of train_resnet.py, but this run goes on to its own 2; --epochs 3 takes it to 3" in log
+    assert "epoch 2: test accuracy" in log and "epoch 3:" not in log
 
 
 def test_resume_refuses_a_typed_flag_that_differs_and_another_data_set(here, mnist_dir, tmp_path):

@@ -226,7 +226,7 @@ def stopped_in_epoch_2(module, out, mnist_dir, monkeypatch):
 def test_without_settings_json_a_finished_run_is_still_finished(saved_run):
     os.remove(saved_run / "settings.json")
     code, err = refused(train_resnet, saved_run)  # no --epochs: the checkpoint knows the run was asked for 1
-    assert code == 2 and "has finished the 1 epoch it was asked for; to go on, ask for more, e.g. --epochs 11" in err
+    assert code == 2 and "has finished the 1 epoch it was asked for; to go on, ask for more, e.g. --epochs 10" in err
 
 
 @pytest.mark.parametrize("edit", [{"log_every": 0, "data_dir": 5},
