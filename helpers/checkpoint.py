@@ -51,10 +51,11 @@ def labels_of(loader):
 def fingerprint(train_loader, test_loader):
     """Which data a run trains on: the image counts and a checksum of the labels (the same MNIST anywhere); the
     counts alone for a Dataset of one's own."""
-    labels = [labels_of(loader) for loader in (train_loader, test_loader)]
-    known = not any(label is None for label in labels)
-    digest = hashlib.sha256(b"".join(torch.as_tensor(label).cpu().to(torch.int64).numpy().tobytes() for label in labels) if known else b"")
-    return {"train_images": count(train_loader), "test_images": count(test_loader), "labels_sha256": digest.hexdigest()[:16] if known else None}
+    labels, checksum = [labels_of(loader) for loader in (train_loader, test_loader)], None
+    if all(label is not None for label in labels):
+        checksum = hashlib.sha256(b"".join(torch.as_tensor(label).cpu().to(torch.int64).numpy().tobytes() for label in labels))
+    return {"train_images": count(train_loader), "test_images": count(test_loader),
+            "labels_sha256": checksum and checksum.hexdigest()[:16]}
 
 
 def shuffle_generator(train_loader):  # the generator that orders the next epoch: data.Batches' own, else a DataLoader's
