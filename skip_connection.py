@@ -194,8 +194,11 @@ def main(argv=None):
         figures.save(fig, args.out)
     except DataError as e:
         raise SystemExit(f"error: {e}") from None
-    except devices.OutOfMemoryError:
-        raise SystemExit(f"error: out of memory on {args.device}: try fewer --depths, or --device cpu") from None
+    except (RuntimeError, MemoryError) as e:
+        if not devices.is_out_of_memory(e):
+            raise
+        cpu = "" if args.device.type == "cpu" else ", or --device cpu"
+        raise SystemExit(f"error: out of memory on {args.device}: try fewer --depths{cpu}") from None
     except OSError as e:
         raise SystemExit(f"error: cannot write {args.out}: {e.strerror or e}. Pick another path with --out.") from None
     except KeyboardInterrupt:

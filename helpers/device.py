@@ -59,8 +59,10 @@ def memory_format(device):
 
 
 def is_out_of_memory(error):
-    # CUDA raises torch.OutOfMemoryError; Apple's MPS a plain RuntimeError ("MPS backend out of memory").
-    return isinstance(error, OutOfMemoryError) or (isinstance(error, RuntimeError) and "out of memory" in str(error))
+    # CUDA raises torch.OutOfMemoryError; Apple's MPS a plain RuntimeError ("MPS backend out of memory"), and so does
+    # the CPU's allocator ("DefaultCPUAllocator: not enough memory" on Windows, "can't allocate memory" elsewhere).
+    return isinstance(error, (OutOfMemoryError, MemoryError)) or (
+        isinstance(error, RuntimeError) and any(words in str(error) for words in ("out of memory", "DefaultCPUAllocator")))
 
 
 def nvidia_gpus():

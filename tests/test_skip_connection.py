@@ -75,6 +75,24 @@ def test_a_second_run_keeps_the_first_figure(tmp_path, monkeypatch):
     assert code == 0 and stdout.splitlines()[-1] == f"figure: {runs}.png" and len(os.listdir("runs")) == 3
 
 
+@pytest.mark.parametrize("error, message", [
+    (RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 4294967296 bytes."), "error: out of memory on cpu:"
+     " try fewer --depths\n"),
+    (ValueError("a bug"), None),  # anything else is not called out of memory
+])
+def test_out_of_memory_is_one_line(error, message, tmp_path, monkeypatch):
+    def measure(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(skip_connection, "measure", measure)
+    if message is None:
+        with pytest.raises(ValueError):
+            skip_connection.main(["--device", "cpu", "--out", str(tmp_path / "s.png"), "--no-show"])
+        return
+    code, out, err = run_main(skip_connection, "--device", "cpu", "--out", tmp_path / "s.png", "--no-show")
+    assert code == 1 and err == message and not (tmp_path / "s.png").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--depths", "1,x"], "--depths must be whole numbers separated by commas"),
     (["--depths", "0,5"], "--depths must be 1 or more blocks each"),

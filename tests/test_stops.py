@@ -57,11 +57,17 @@ def test_divergence_keeps_the_finished_epochs(module, mnist_dir, tmp_path, monke
 OUT_OF_MEMORY = {
     "cuda": lambda: OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
     "mps": lambda: RuntimeError("MPS backend out of memory (MPS allocated: 17.00 GB, other allocations: 1.2 GB)"),
+    # The CPU: Windows does not overcommit, so a batch too large for the RAM fails here (Linux and macOS say "can't allocate").
+    "cpu": lambda: RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory:"
+                                " you tried to allocate 4294967296 bytes."),
+    "cpu-posix": lambda: RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory:"
+                                      " you tried to allocate 4294967296 bytes. Error code 12 (Cannot allocate memory)"),
 }
 
 
 @pytest.mark.parametrize("module, kind", [pytest.param(train_inception, "cuda", marks=pytest.mark.slow), (train_resnet, "mps"),
-                                          (train_resnet, "cuda")])
+                                          (train_resnet, "cuda"), (train_resnet, "cpu"),
+                                          pytest.param(train_resnet, "cpu-posix", marks=pytest.mark.slow)])
 def test_out_of_memory_frees_the_failed_step_and_keeps_the_finished_epochs(module, kind, mnist_dir, tmp_path, monkeypatch):
     real_train, step = module.train, []
 
