@@ -2,6 +2,7 @@
 as \\uXXXX; a pipe that closes (`| head`, or `| tee` ended by the same Ctrl-C) silences stdout, with no traceback."""
 import os
 import sys
+import warnings
 
 
 def prepare():
@@ -10,6 +11,8 @@ def prepare():
             stream.reconfigure(errors="backslashreplace")
         except (AttributeError, ValueError, OSError):  # a notebook's or a test's stream, which takes any text
             pass
+    # A stop's exit code in a notebook cell: IPython adds "To exit: use 'exit', 'quit', or Ctrl-D", which no learner asked.
+    warnings.filterwarnings("ignore", message="To exit: use", category=UserWarning)
 
 
 def say(line, file=None):

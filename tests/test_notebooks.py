@@ -17,7 +17,8 @@ def run_notebook(cells, monkeypatch):
 
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel picks its own inline backend, as a notebook does
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}},
+                            allow_error_names=["SystemExit"]).execute()  # a run that stops ends its cell with its exit code
     return [cell.outputs for cell in nb.cells]
 
 
@@ -42,8 +43,12 @@ def test_run_pasted_script_main_and_shell_command_in_a_kernel(mnist_dir, tmp_pat
         pasted,
         f"main({json.dumps(flags + ['--out-dir', str(tmp_path / 'main_call')])})",
         "%env MPLBACKEND=module://matplotlib_inline.backend_inline\n!" + shell,  # Colab's and Kaggle's kernels set it so
+        f"main({json.dumps(flags + ['--out-dir', str(tmp_path / 'diverged'), '--lr', '100'])})",
     ], monkeypatch)
-    percent_run, pasted_run, main_call, shell_run = (text_of(o) for o in outputs)
+    percent_run, pasted_run, main_call, shell_run, diverged = (text_of(o) for o in outputs)
+    # A stop in a cell: its one line and the exit code, not IPython's advice on how to leave the kernel.
+    assert "error: the training loss became nan in epoch 1" in diverged and "To exit" not in diverged, diverged
+    assert [o["evalue"] for o in outputs[4] if o["output_type"] == "error"] == ["1"]
     for folder, text, cell in (("percent_run", percent_run, outputs[0]), ("pasted", pasted_run, outputs[1]),
                                ("main_call", main_call, outputs[2])):
         assert "final test accuracy" in text, text
