@@ -12,7 +12,6 @@ norm reaching the first and the last block (at the first SGD step, and its mean 
 last training loss and the test accuracy; drawn: the same in one figure (--out; a new name each run).
 """
 import argparse
-import itertools
 import os
 import sys
 
@@ -23,7 +22,7 @@ from torch import nn
 
 from data import DataError, mnist_loaders
 from helpers import device as devices
-from helpers import figures, flags
+from helpers import figures, flags, store
 from models import ResidualBlock
 
 # The lecture's hyperparameters; the depths are this experiment's.
@@ -155,9 +154,8 @@ def plot(results, loss_every):
 
 
 def free_name(path):
-    """path, or the first of STEM-2.EXT, STEM-3.EXT, ... that is not taken."""
-    stem, ext = os.path.splitext(path)
-    return next(name for name in itertools.chain([path], (f"{stem}-{n}{ext}" for n in itertools.count(2))) if not os.path.exists(name))
+    """path, or the first of STEM-2.EXT, STEM-3.EXT, ... that is not taken: numbered as the run folders are."""
+    return next(name for name in store.numbered(*os.path.splitext(path)) if not os.path.exists(name))
 
 
 def parse_depths(parser, text):

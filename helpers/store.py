@@ -41,8 +41,10 @@ def save_atomic(path, write):
         raise
 
 
-def numbered(folder):
-    return itertools.chain([folder], (f"{folder}-{n}" for n in itertools.count(2)))
+def numbered(name, ending=""):
+    """name, name-2, name-3, ...: the names of the runs' folders, and (with an ending such as .png) of figures that keep
+    the earlier ones."""
+    return itertools.chain([name + ending], (f"{name}-{n}{ending}" for n in itertools.count(2)))
 
 
 def is_free(path):
