@@ -12,6 +12,7 @@ from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.ticker import MaxNLocator
 
 from . import console
+from .checkpoint import count
 
 MISTAKES_SHOWN = 48  # the most confident mistakes drawn in mistakes.png
 
@@ -118,7 +119,7 @@ def find_mistakes(model, loader, device):
 
 def write_mistakes(model, weights, loader, device, net_name, epoch, folder):
     """mistakes.png in folder, for a copy of model that holds weights; said on stdout, or why it was skipped on stderr."""
-    path, total = os.path.join(folder, "mistakes.png"), len(loader.labels if hasattr(loader, "labels") else loader.dataset)
+    path, total = os.path.join(folder, "mistakes.png"), count(loader)
     try:
         model = copy.deepcopy(model)
         model.load_state_dict(weights)
