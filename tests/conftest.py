@@ -72,6 +72,21 @@ def run_main(module, *args):
     return code, out.getvalue(), err.getvalue()
 
 
+def stopped_in_epoch_2(module, out, mnist_dir, monkeypatch):
+    """A run asked for 2 epochs, stopped by Ctrl-C in its second: checkpoint.pt holds epoch 1."""
+    real_train = module.train
+
+    def train_then_stop(model, device, loader, optimizer, criterion, epoch, log_every):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_train(model, device, loader, optimizer, criterion, epoch, log_every)
+
+    monkeypatch.setattr(module, "train", train_then_stop)
+    code, _, err = run_main(module, "--epochs", 2, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
+    assert code == 130 and "interrupted: the results of epoch 1" in err
+    monkeypatch.setattr(module, "train", real_train)
+
+
 def digest(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import train_resnet
-from conftest import OFFLINE, digest, run_main, use_proxy, write_mnist
+from conftest import OFFLINE, digest, run_main, stopped_in_epoch_2, use_proxy, write_mnist
 from helpers import checkpoint, store
 
 
@@ -111,17 +111,7 @@ def test_resume_alone_goes_on_to_the_epochs_the_run_was_started_with(here, mnist
 
 def test_an_edited_epochs_constant_is_noted_and_offered(here, mnist_dir, monkeypatch):
     train("--epochs", 1, mnist_dir=mnist_dir)
-    real_train = train_resnet.train
-
-    def train_then_ctrl_c(*args):
-        if args[5] == 2:  # the epoch
-            raise KeyboardInterrupt
-        return real_train(*args)
-
-    monkeypatch.setattr(train_resnet, "train", train_then_ctrl_c)
-    code, _, _ = run_main(train_resnet, "--epochs", 2, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", "two", "--no-show")
-    assert code == 130  # Ctrl-C in epoch 2: epoch 1 is kept
-    monkeypatch.setattr(train_resnet, "train", real_train)
+    stopped_in_epoch_2(train_resnet, "two", mnist_dir, monkeypatch)
     monkeypatch.setattr(train_resnet, "EPOCHS", 3)  # then the learner edits EPOCHS = 3 at the top of the script
     code, _, err = run_main(train_resnet, "--resume", "--no-show")
     assert code == 2 and "has finished the 1 epoch it was asked for; to go on, ask for more, e.g. --epochs 3" in err

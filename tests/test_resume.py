@@ -12,7 +12,7 @@ import torch
 
 import train_inception
 import train_resnet
-from conftest import ROOT, assert_same_results, digest, results, run_main, script_call, train
+from conftest import ROOT, assert_same_results, digest, results, run_main, script_call, stopped_in_epoch_2, train
 from helpers import checkpoint
 
 
@@ -206,21 +206,6 @@ def test_ctrl_c_before_a_resumed_run_trains_still_offers_to_resume(saved_run, mo
 
 
 # --- settings.json is for people to read: a resume never trips on it ----------------------------------
-
-
-def stopped_in_epoch_2(module, out, mnist_dir, monkeypatch):
-    """A run asked for 2 epochs, stopped by Ctrl-C in its second: checkpoint.pt holds epoch 1."""
-    real_train = module.train
-
-    def train_then_stop(model, device, loader, optimizer, criterion, epoch, log_every):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_train(model, device, loader, optimizer, criterion, epoch, log_every)
-
-    monkeypatch.setattr(module, "train", train_then_stop)
-    code, _, err = run_main(module, "--epochs", 2, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
-    assert code == 130 and "interrupted: the results of epoch 1" in err
-    monkeypatch.setattr(module, "train", real_train)
 
 
 def test_without_settings_json_a_finished_run_is_still_finished(saved_run):

@@ -330,7 +330,7 @@ def test_ctrl_c_while_the_last_epoch_is_written_waits_for_its_files_and_offers_n
     real_save = store.save_atomic
 
     def save_atomic(path, write):
-        if os.path.basename(path) == "metrics.csv" and len(list(tmp_path.glob("checkpoint.pt"))):
+        if os.path.basename(path) == "metrics.csv" and (tmp_path / "checkpoint.pt").exists():
             signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # Ctrl-C in the middle of the epoch's files, to Run's handler
         real_save(path, write)
 
