@@ -153,13 +153,13 @@ def reconcile(parser, args, typed, folder, state, script):
             notes.append(f"note: --{name.replace('_', '-')} {getattr(args, name)} from here on (the run had {latest(state, name)})")
     done, plural = len(state["history"]), "s" * (len(state["history"]) != 1)
     if "epochs" not in typed:
-        edited, args.epochs = args.epochs, latest(state, "epochs")  # the epochs the run was started with, or last resumed to
+        script_epochs, args.epochs = args.epochs, latest(state, "epochs")  # the epochs the run was started with, or last resumed to
         if args.epochs <= done:
             parser.error(f"--resume: the run in {folder} has finished the {done} epoch{plural} it was asked for;"
-                         f" to go on, ask for more, e.g. --epochs {edited if edited > done else done + 10}")
-        if edited != args.epochs:
-            notes.append(f"note: EPOCHS is {edited} at the top of {script}, but this run goes on to its own {args.epochs}"
-                         + (f"; --epochs {edited} takes it to {edited}" if edited > done else ""))
+                         f" to go on, ask for more, e.g. --epochs {script_epochs if script_epochs > done else done + 10}")
+        if script_epochs != args.epochs:
+            notes.append(f"note: EPOCHS is {script_epochs} at the top of {script}, but this run goes on to its own {args.epochs}"
+                         + (f"; --epochs {script_epochs} takes it to {script_epochs}" if script_epochs > done else ""))
     elif args.epochs <= done:
         parser.error(f"--resume: --epochs {args.epochs} is not above the {done} epoch{plural} already"
                      f" finished in {folder}; ask for more, e.g. --epochs {done + 10}")
