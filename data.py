@@ -33,8 +33,12 @@ FILES = (
 )
 
 
-class DataError(Exception):
-    """MNIST could not be downloaded or read. The message says what is wrong and how to fix it."""
+class DataError(SystemExit):
+    """MNIST could not be downloaded or read: the script ends with this message, which says what is wrong and how to
+    fix it (exit code 1, no traceback: the fault is in the files, not in the code)."""
+
+    def __init__(self, message):
+        super().__init__(f"error: {message}")
 
 
 def normalize(images):

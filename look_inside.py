@@ -10,28 +10,28 @@ the lesson's forward() is never changed. InceptionNet: each branch's output set 
 in both, beside its channels, its share of the block's output energy and of the block's multiply-adds.
 ResidualNet: each block without its skip (relu(F(x))) and without F (relu(x)), beside |F(x)| / |x| and the
 cosine of F(x) and x. The figure (inside.png in the run's folder) shows the knock-outs and one test digit
-as each part sees it.
+as each part sees it; mistakes.png beside it, the test digits the net gets wrong, the most confident first.
 """
 import argparse
 import contextlib
 import json
 import math
 import os
+import sys
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
 import models
-from data import DataError, mnist_loaders, normalize
-from helpers import console, figures, flags
+from data import mnist_loaders, normalize
 from helpers import device as devices
-from helpers.comparison import fonts_for
-from train_resnet import test  # the lesson's test(), the same in both scripts
+from helpers import figures
 
 RUNS = "runs"
 NETS = {"InceptionNet": ("incep1", "incep2"), "ResidualNet": ("res1", "res2")}  # the blocks looked into
 BRANCHES = {"1x1": "branch1x1", "5x5": "branch5x5", "3x3 -> 3x3": "branch3x3", "pool": "branch_pool"}  # layer names, in torch.cat's order
+MISTAKES_SHOWN = 48  # the most confident mistakes drawn in mistakes.png
 CAVEAT = ("note: a knock-out measures how much this trained net relies on a part, not what a net trained without it"
           " would reach (that is skip_connection.py's question)")
 
@@ -77,10 +77,12 @@ def without_residual(block, inputs, output):
     return F.relu(inputs[0])
 
 
+@torch.no_grad()
 def accuracy(model, loader, blocks=(), hook=None):
-    """The scripts' own test(), with hook on blocks' forward while it counts."""
+    """Percent of the test images classified correctly, as the scripts' test() counts, with hook on blocks' forward."""
     with hooked(blocks, hook):
-        return test(model, loader.labels.device, loader)
+        right = sum((model(images).argmax(dim=1) == labels).sum().item() for images, labels in loader)
+    return 100 * right / len(loader.labels)
 
 
 @torch.no_grad()
@@ -166,13 +168,15 @@ def load_run(folder):
         model = getattr(models, net)()
         model.load_state_dict(weights)
     except Exception as e:
-        raise SystemExit(f"error: {path} is damaged or not the weights of a lecture-11 net ({console.one_line(e)}). Name another run.") from None
+        why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise SystemExit(f"error: {path} is damaged or not the weights of a lecture-11 net ({why}). Name another run.") from None
     return net, model, settings
 
 
-def run_data_dir(settings):  # the data folder of the run's last --resume that named one, else its own
-    named = [entry.get("data_dir") for entry in [settings, *settings.get("resumed", [])] if isinstance(entry, dict)]
-    return next((d for d in reversed(named) if isinstance(d, str)), "data")
+def run_data_dir(settings):
+    """The run's own data folder (settings.json's flags), else the scripts' default."""
+    data_dir = settings.get("flags", {}).get("data_dir") if isinstance(settings.get("flags"), dict) else None
+    return data_dir if isinstance(data_dir, str) else "data"
 
 
 def percent(value):
@@ -255,51 +259,90 @@ def draw(model, net, digit, label, title, intact, knocked):
     return fig
 
 
+@torch.inference_mode()
+def find_mistakes(model, loader):
+    """The test images that model gets wrong, the most confident mistakes first: (images, labels, predicted,
+    confidence), on the CPU."""
+    found = []
+    for images, labels in loader:
+        confidence, predicted = model(images).softmax(dim=1).max(dim=1)
+        wrong = predicted != labels
+        found.append([t[wrong].cpu() for t in (images, labels, predicted, confidence)])
+    images, labels, predicted, confidence = (torch.cat(column) for column in zip(*found))
+    order = confidence.argsort(descending=True, stable=True)
+    return images[order], labels[order], predicted[order], confidence[order]
+
+
+def plot_mistakes(images, labels, predicted, confidence, total, title):
+    """The first MISTAKES_SHOWN of find_mistakes' images, each captioned with its true and predicted digit."""
+    shown = min(len(labels), MISTAKES_SHOWN)
+    columns, rows = 8, max(1, math.ceil(shown / 8))
+    # One picture of all the digits, each in a cell with room above it for its caption: far quicker to
+    # draw than 48 separate axes. The background takes the darkest pixel's value (white in gray_r).
+    cell_w, cell_h = 36, 46
+    background = float(images.min()) if shown else 0.0
+    mosaic = torch.full((rows * cell_h, columns * cell_w), background)
+    fig = plt.figure(figsize=(columns * 1.25, rows * 1.6 + 0.5))
+    ax = fig.add_axes((0.01, 0.01, 0.98, 1 - 0.45 / fig.get_figheight()))
+    for i in range(shown):
+        top, left = (i // columns) * cell_h + cell_h - 32, (i % columns) * cell_w + 4
+        mosaic[top : top + 28, left : left + 28] = images[i, 0].float()
+        ax.text(left + 14, top - 2, f"true {labels[i]}, said {predicted[i]}\n{100 * confidence[i]:.0f}% sure",
+                ha="center", va="bottom", fontsize=8)
+    ax.imshow(mosaic.numpy(), cmap="gray_r")
+    ax.axis("off")
+    fig.suptitle(f"{title}: {len(labels)} of {total:,} test images wrong ({100 * len(labels) / total:.2f}%);"
+                 f" the {shown} most confident mistakes", fontsize=10, y=1 - 0.1 / fig.get_figheight(), va="top")
+    return fig
+
+
 def main(argv=None):
-    console.prepare()
-    parser = flags.Parser(prog="look_inside.py", description="Knock parts out of a trained run's net and measure what each part carries.",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog="look_inside.py", description="Knock parts out of a trained run's net and"
+                                     " measure what each part carries; draw the digits it gets wrong.")
     parser.add_argument("folder", nargs="?", help=f"a run's folder (with model.pt); none: the newest run under {RUNS}/")
-    parser.add_argument("--index", type=int, default=0, help="the test digit drawn in the figure")
+    parser.add_argument("--index", type=int, default=0, help="the test digit drawn in the figure (default: 0)")
     parser.add_argument("--data-dir", help="where the run's MNIST is; default: the run's own --data-dir")
-    flags.add_device_flag(parser)
-    parser.add_argument("--no-show", action="store_true", help="only save the figure, never show it")
-    args = parser.parse_args(flags.command_line_args() if argv is None else [str(a) for a in argv])
-    flags.check_device(parser, args.device)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, ... (default: auto)")
+    parser.add_argument("--no-show", action="store_true", help="only save the figures, never show them")
+    args = parser.parse_args(sys.argv[1:] if argv is None else [str(a) for a in argv])
+    try:
+        devices.pick(args.device)
+    except ValueError as e:
+        parser.error(f"--device: {e}")
     folder = os.path.normpath(args.folder) if args.folder else newest_run()
     net, model, settings = load_run(folder)
     device = devices.pick_device(args.device)
-    try:
-        _, test_loader = mnist_loaders(args.data_dir or run_data_dir(settings), 64, device)
-    except DataError as e:
-        raise SystemExit(f"error: {e}") from None
+    _, test_loader = mnist_loaders(args.data_dir or run_data_dir(settings), 64, device)
     if not 0 <= args.index < len(test_loader.labels):
         parser.error(f"--index must be from 0 to {len(test_loader.labels) - 1}, got {args.index}")
     saved = settings.get("data") if isinstance(settings.get("data"), dict) else {}
     if isinstance(saved.get("test_images"), int) and saved["test_images"] != len(test_loader.labels):
-        console.say(f"note: the run was tested on {saved['test_images']:,} images; this data has {len(test_loader.labels):,} (--data-dir)")
+        print(f"note: the run was tested on {saved['test_images']:,} images; this data has {len(test_loader.labels):,} (--data-dir)")
     model.to(device)
     intact, knocked, measured = look(model, net, test_loader)
-    console.say(f"{net} of {folder}{os.sep}, on {len(test_loader.labels):,} test images: intact {percent(intact)}")
+    print(f"{net} of {folder}{os.sep}, on {len(test_loader.labels):,} test images: intact {percent(intact)}")
     for line in report(net, knocked, measured) + [CAVEAT]:
-        console.say(line)
-    digit = normalize(test_loader.images[args.index : args.index + 1])
-    rc, (title,) = fonts_for([f"{net} of {folder}: knock-outs"])  # a run folder with a Chinese name, drawn or escaped
-    with plt.rc_context(rc):
-        fig = draw(model, net, digit, int(test_loader.labels[args.index]), title, intact, knocked)
-    path = os.path.join(folder, "inside.png")
-    try:
-        figures.save(fig, path)
-    except OSError as e:
-        plt.close(fig)
-        raise SystemExit(f"error: cannot write {path}: {e.strerror or e}") from None
-    console.say(f"figure: {path}")
+        print(line)
+    model.eval()
+    found = find_mistakes(model, test_loader)
+    with plt.rc_context(figures.fonts()):  # a run folder with a Chinese name
+        mistakes = plot_mistakes(*found, len(test_loader.labels), f"{net} of {folder}")
+        digit = normalize(test_loader.images[args.index : args.index + 1])
+        fig = draw(model, net, digit, int(test_loader.labels[args.index]), f"{net} of {folder}: knock-outs", intact, knocked)
+    for figure, name in ((fig, "inside.png"), (mistakes, "mistakes.png")):
+        try:
+            figures.save(figure, os.path.join(folder, name))
+        except OSError as e:
+            raise SystemExit(f"error: cannot write {os.path.join(folder, name)}: {e.strerror or e}") from None
+    plt.close(mistakes)
+    print(f"mistakes: {len(found[1])} of {len(test_loader.labels):,} test images wrong; {os.path.join(folder, 'mistakes.png')}")
+    print(f"figure: {os.path.join(folder, 'inside.png')}")
     figures.show(fig, args.no_show)
 
 
 if __name__ == "__main__":
     try:
         main()
-    except KeyboardInterrupt:  # nothing is written until the figure, and that whole or not at all
-        console.tell("\ninterrupted: nothing was changed")
+    except KeyboardInterrupt:  # each figure is written whole or not at all
+        print("\ninterrupted", file=sys.stderr)
         raise SystemExit(130) from None

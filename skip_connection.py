@@ -12,17 +12,20 @@ norm reaching the first and the last block (at the first SGD step, and its mean 
 last training loss and the test accuracy; drawn: the same in one figure (--out; a new name each run).
 """
 import argparse
+import itertools
 import os
 import sys
 
+import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
-from data import DataError, mnist_loaders
+from data import mnist_loaders
 from helpers import device as devices
-from helpers import figures, flags, store
+from helpers import figures
 from models import ResidualBlock
 
 # The lecture's hyperparameters; the depths are this experiment's.
@@ -127,7 +130,7 @@ def plot(results, loss_every):
     depths = sorted({depth for _, depth in results})
     deepest = depths[-1]
     colors = {"residual": "tab:blue", "plain": "tab:red"}
-    fig, (norms, loss, accuracy) = figures.plt.subplots(1, 3, figsize=(15, 4.4))
+    fig, (norms, loss, accuracy) = plt.subplots(1, 3, figsize=(15, 4.4))
     for variant, color in colors.items():
         found = results.get((variant, deepest))
         if found is None:
@@ -155,7 +158,9 @@ def plot(results, loss_every):
 
 def free_name(path):
     """path, or the first of STEM-2.EXT, STEM-3.EXT, ... that is not taken: numbered as the run folders are."""
-    return next(name for name in store.numbered(*os.path.splitext(path)) if not os.path.exists(name))
+    stem, ending = os.path.splitext(path)
+    names = itertools.chain([path], (f"{stem}-{n}{ending}" for n in itertools.count(2)))
+    return next(name for name in names if not os.path.exists(name))
 
 
 def parse_depths(parser, text):
@@ -169,10 +174,10 @@ def parse_depths(parser, text):
 
 
 def main(argv=None):
-    parser = flags.Parser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--depths", default=DEPTHS, help="numbers of blocks to stack, comma-separated")
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="epochs each net trains")
-    flags.add_device_flag(parser)
+    parser.add_argument("--device", default="auto", help="auto (CUDA, else Apple's MPS, else the CPU), cpu, cuda, mps")
     parser.add_argument("--data-dir", default=DATA_DIR, help="folder that holds (or receives) MNIST/raw/")
     parser.add_argument("--out", default=argparse.SUPPRESS,
                         help=f"the figure (.png, .svg, .pdf); by default {OUT}, or the next free name (skip_connection-2.png, ...)")
@@ -180,9 +185,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.out = getattr(args, "out", None) or free_name(OUT)  # an earlier run's figure is kept: its model may be edited since
     depths = parse_depths(parser, args.depths)
-    flags.at_least_one(parser, epochs=args.epochs)
-    args.device = flags.check_device(parser, args.device)
-    figures.check_format(parser, "--out", args.out)
+    if args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    try:
+        args.device = devices.pick(args.device)
+    except ValueError as e:
+        parser.error(f"--device: {e}")
+    if os.path.splitext(args.out)[1].lstrip(".").lower() not in FigureCanvasBase.get_supported_filetypes():
+        parser.error(f"--out {args.out}: matplotlib cannot write that kind of file; use .png, .svg or .pdf")
     print(f"device: {args.device}; {len(depths) * 2} nets, {args.epochs} epoch{'s' * (args.epochs != 1)} each;"
           f" batch {BATCH_SIZE}, lr {LR}, momentum {MOMENTUM}, seed {SEED}")
     print(HEADER, flush=True)
@@ -190,8 +200,6 @@ def main(argv=None):
         results = measure(depths, args.epochs, args.device, args.data_dir, log=lambda line: print(line, flush=True))
         fig = plot(results, LOSS_EVERY)
         figures.save(fig, args.out)
-    except DataError as e:
-        raise SystemExit(f"error: {e}") from None
     except (RuntimeError, MemoryError) as e:
         if not devices.is_out_of_memory(e):
             raise

@@ -2,8 +2,7 @@
 
     python train_inception.py
 
-Edit the hyperparameters below, or override one for a single run: python train_inception.py --help lists the flags.
-Every run gets its own folder under runs/: the accuracy plot, metrics.csv, the weights and a checkpoint."""
+Edit the constants below, or override one for a run (--help lists the flags); each run gets its own folder in runs/."""
 import time
 
 import torch
@@ -12,17 +11,23 @@ import helpers
 from data import mnist_loaders
 from models import InceptionNet
 
-# Hyperparameters: the lecture's values.
-EPOCHS = 10  # passes over the 60,000 training images
-BATCH_SIZE = 64  # images per SGD step
-LR = 0.01  # SGD learning rate
-MOMENTUM = 0.5  # SGD momentum
-SEED = 0  # seeds the initial weights and the shuffling: on a CPU the same seed repeats a run exactly
-LOG_EVERY = 300  # print the mean training loss every LOG_EVERY batches, as the lecture does
-DATA_DIR = "data"  # MNIST lives in DATA_DIR/MNIST/raw/ (downloaded there on the first run)
-OUT_DIR = "runs/inception"  # the run's folder; a new run never replaces an earlier one (runs/inception-2, ...)
-
-NET = InceptionNet  # the model this script trains
+# Hyperparameters: the lecture's values. Each comment is also the help of the flag that overrides the constant.
+# passes over the 60,000 training images
+EPOCHS = 10
+# images per SGD step
+BATCH_SIZE = 64
+# SGD learning rate
+LR = 0.01
+# SGD momentum
+MOMENTUM = 0.5
+# seeds the initial weights and the shuffling: on a CPU the same seed repeats a run exactly
+SEED = 0
+# print the mean training loss every LOG_EVERY batches, as the lecture does
+LOG_EVERY = 300
+# MNIST is read from DATA_DIR/MNIST/raw/ (downloaded there on the first run)
+DATA_DIR = "data"
+# the run's folder; a new run never replaces an earlier one (it takes runs/inception-2, ...)
+OUT_DIR = "runs/inception"
 
 
 def train(model, device, train_loader, optimizer, criterion, epoch, log_every):
@@ -59,26 +64,31 @@ def test(model, device, test_loader):
 
 
 def main(argv=None):
-    run = helpers.Run(NET, argv, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, momentum=MOMENTUM, seed=SEED,
-                      log_every=LOG_EVERY, data_dir=DATA_DIR, out_dir=OUT_DIR)  # the flags; with --resume, the run's own
+    # Each constant becomes a flag; with --resume, the run's own values, from its checkpoint.pt. Inside `with run:`
+    # a stop (Ctrl-C, a kill, a loss that is not finite, out of memory, a full disk) says why in one line.
+    run = helpers.Run(argv, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, momentum=MOMENTUM, seed=SEED,
+                      log_every=LOG_EVERY, data_dir=DATA_DIR, out_dir=OUT_DIR)
     args = run.args
-    device = helpers.pick_device(args.device)  # the lecture's torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    with run:  # a stop (Ctrl-C, kill, divergence, out of memory, a full disk) says why and keeps the finished epochs
+    # The lecture's torch.device("cuda:0" if torch.cuda.is_available() else "cpu"), with Apple's MPS and --device.
+    device = helpers.pick_device(args.device)
+    with run:
         torch.manual_seed(args.seed)
         # Not the lecture's DataLoader: data.py holds MNIST on the device as one tensor (docs/performance.md).
         train_loader, test_loader = mnist_loaders(args.data_dir, args.batch_size, device, seed=args.seed)
-        model = NET().to(device, memory_format=helpers.memory_format(device))  # channels_last on a CPU
+        model = InceptionNet().to(device, memory_format=helpers.memory_format(device))
         criterion = torch.nn.CrossEntropyLoss()
         optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
-        first_epoch = run.start(model, optimizer, train_loader, test_loader)  # 1; with --resume, after the saved epochs
-
+        # Makes the run's folder; with --resume, puts the saved weights, momentum and shuffle order back.
+        first_epoch = run.start(model, optimizer, train_loader, test_loader)
         for epoch in range(first_epoch, args.epochs + 1):
             start = time.perf_counter()
             train_loss = train(model, device, train_loader, optimizer, criterion, epoch, args.log_every)
             train_seconds = time.perf_counter() - start
             accuracy = test(model, device, test_loader)
-            run.save(epoch, train_loss, accuracy, train_seconds)  # prints the epoch's line, writes its files and checkpoint
-    run.show_plot()  # the accuracy plot: in a window, a notebook or an IDE's plot pane; always in the run's accuracy.png
+            # Prints the epoch's line; writes checkpoint.pt, model.pt, metrics.csv, settings.json and accuracy.png.
+            run.save(epoch, train_loss, accuracy, train_seconds)
+    # In a window, a notebook or an IDE's plot pane; always in the run's accuracy.png.
+    run.show_plot()
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def main(root, out=None):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, (key, name) in zip(axes, NETS.items()):
         folders = sorted(glob.glob(os.path.join(root, f"{key}-s*")))
-        runs = {os.path.basename(f): read_metrics(f)[2] for f in folders}
+        runs = {os.path.basename(f): [row[2] for row in read_metrics(f)] for f in folders}
         length = min(len(acc) for acc in runs.values())
         per_epoch = list(zip(*(acc[:length] for acc in runs.values())))
         mean = [sum(a) / len(a) for a in per_epoch]

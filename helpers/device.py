@@ -1,55 +1,44 @@
-"""The device a run trains on: auto picks CUDA, else another accelerator (Apple's MPS), else the CPU. Where an NVIDIA
-GPU is there but torch cannot use it (a CPU-only torch, or a driver too old for its CUDA), the run says why and the fix."""
+"""The device a run trains on: auto picks CUDA, else Apple's MPS, else the CPU. Where an NVIDIA GPU sits beside a
+torch that cannot use it, the run says so in one line, with the fix; the README's "An NVIDIA GPU" says more."""
 import shutil
 import subprocess
 
 import torch
 
-from . import console
-
-SELECTOR = "https://pytorch.org/get-started/locally/"  # PyTorch's install selector: the command for your CUDA version
-INSTALL = "pip install torch torchvision --index-url https://download.pytorch.org/whl/cu126"  # its command for CUDA 12.6
-CHECK = 'python -c "import torch; print(torch.cuda.is_available())"'
-OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch.OutOfMemoryError from torch 2.5 on
+# torch.OutOfMemoryError from torch 2.5 on.
+OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+# PyTorch's CUDA 12.6 build, in place of a CPU-only torch (without --force-reinstall, pip keeps a CPU build).
+INSTALL = "pip install --force-reinstall torch torchvision --index-url https://download.pytorch.org/whl/cu126"
 
 
-def accelerator():
-    """The accelerator torch can use here, or None: torch.accelerator from torch 2.6 on, CUDA or MPS before."""
-    if hasattr(torch, "accelerator"):
-        return torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("mps") if torch.backends.mps.is_available() else None
-
-
-def device_count(kind):
-    return torch.accelerator.device_count() if hasattr(torch, "accelerator") else getattr(torch, kind).device_count()
+def available():
+    """What torch can train on here: cuda, else mps, else cpu."""
+    return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 
 
 def pick(name):
     """The torch.device that --device names; ValueError where this machine does not have it."""
-    found = accelerator()
-    if name == "auto":  # torch reports CUDA first when there is a CUDA GPU
-        return found or torch.device("cpu")
+    found = available()
     try:
-        device = torch.device(name)
+        device = torch.device(found if name == "auto" else name)
     except RuntimeError:
         raise ValueError(f"'{name}' is not a device torch knows; use auto, cpu, cuda, mps, ...") from None
-    if device.type != "cpu" and (found is None or device.type != found.type):
-        if device.type == "cuda" and found is None and (gpus := nvidia_gpus()):
-            raise ValueError(f"'{name}' is not available: {unused_gpu_advice(gpus)}")
-        have = f"this machine has {found.type}" if found else "this machine has no accelerator torch can use"
-        raise ValueError(f"'{name}' is not available ({have}); use --device auto or cpu")
-    if device.type != "cpu" and device.index is not None and device.index >= device_count(device.type):
-        raise ValueError(f"'{name}' is not available (this machine has {device_count(device.type)} {device.type} devices)")
+    if device.type not in ("cpu", found):
+        why = gpu_hint() or (f"this machine has {found}" if found != "cpu" else "torch finds no GPU here")
+        raise ValueError(f"'{name}' is not available ({why}); use --device auto or cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"'{name}' is not available (this machine has {torch.cuda.device_count()} CUDA devices)")
     return device
 
 
 def pick_device(name):
-    """pick(name), said in the run's first lines, with why an NVIDIA GPU sits unused where one does."""
+    """pick(name), said in the run's first line, with a note where an NVIDIA GPU sits unused."""
     device = pick(name)
-    console.say(f"device: {device}")
-    if name == "auto" and device.type == "cpu" and (gpus := nvidia_gpus()):  # auto gives the CPU only where torch has no accelerator
-        console.say(f"note: training on the CPU: {unused_gpu_advice(gpus)}")
-    torch.backends.cudnn.benchmark = device.type == "cuda"  # the shapes never change: let cuDNN time its kernels once
+    print(f"device: {device}")
+    if name == "auto" and device.type == "cpu" and (hint := gpu_hint()):
+        print(f"note: training on the CPU: {hint}")
+    # The shapes never change: cuDNN may time its kernels once and keep the fastest.
+    torch.backends.cudnn.benchmark = device.type == "cuda"
     return device
 
 
@@ -59,28 +48,22 @@ def memory_format(device):
 
 
 def is_out_of_memory(error):
-    # CUDA raises torch.OutOfMemoryError; Apple's MPS a plain RuntimeError ("MPS backend out of memory"), and so does
-    # the CPU's allocator ("DefaultCPUAllocator: not enough memory" on Windows, "can't allocate memory" elsewhere).
-    return isinstance(error, (OutOfMemoryError, MemoryError)) or (
-        isinstance(error, RuntimeError) and any(words in str(error) for words in ("out of memory", "DefaultCPUAllocator")))
+    """CUDA raises torch.OutOfMemoryError; MPS and the CPU's allocator a RuntimeError that says so."""
+    said = isinstance(error, RuntimeError) and ("out of memory" in str(error) or "DefaultCPUAllocator" in str(error))
+    return said or isinstance(error, (OutOfMemoryError, MemoryError))
 
 
-def nvidia_gpus():
-    """The GPUs that the NVIDIA driver's own `nvidia-smi -L` lists; [] where it is not installed or fails."""
+def gpu_hint():
+    """One line where `nvidia-smi -L` lists a GPU that this torch cannot use, with the fix; else None."""
     try:
-        listed = subprocess.run([shutil.which("nvidia-smi") or "nvidia-smi", "-L"], capture_output=True, text=True, timeout=15).stdout
+        listed = subprocess.run([shutil.which("nvidia-smi") or "nvidia-smi", "-L"], capture_output=True, text=True,
+                                timeout=15).stdout
     except (OSError, subprocess.SubprocessError, UnicodeDecodeError):
-        return []
-    return [line.strip() for line in listed.splitlines() if line.startswith("GPU ")]
-
-
-def unused_gpu_advice(gpus):
-    """Why torch leaves the NVIDIA GPU unused, and the fix: a CUDA build of torch, or a newer driver."""
-    if torch.version.cuda is None:
-        why = f"the installed torch {torch.__version__} is a CPU-only build (pip's default on Windows)"
-        fix = f"install a CUDA build of torch with the command from {SELECTOR}, for CUDA 12.6: {INSTALL}"
-    else:
-        why = f"the installed torch {torch.__version__} is built for CUDA {torch.version.cuda} and finds no CUDA device"
-        fix = (f"update the NVIDIA driver (the top line of `nvidia-smi` shows the newest CUDA it supports),"
-               f" or install a torch built for an older CUDA with the command from {SELECTOR}")
-    return f"nvidia-smi lists {gpus[0].split(' (UUID')[0]}, but {why}.\n  fix: {fix}\n  then check: {CHECK} prints True"
+        return None
+    gpu = next((line.split(" (UUID")[0] for line in listed.splitlines() if line.startswith("GPU ")), None)
+    if gpu and torch.version.cuda is None:
+        return f"nvidia-smi lists {gpu}, but torch {torch.__version__} is a CPU-only build; fix: {INSTALL}"
+    if gpu:
+        return (f"nvidia-smi lists {gpu}, but torch {torch.__version__} (built for CUDA {torch.version.cuda}) finds no"
+                " GPU; fix: update the NVIDIA driver (README: An NVIDIA GPU)")
+    return None

@@ -1,195 +1,209 @@
-"""One training run, kept: its flags, its folder, a checkpoint after every epoch, --resume, its stops and its end (see
-train_resnet.py's main()). Nothing is written before the first epoch is saved. Ctrl-C, kill (SIGTERM) and a closed
-terminal (SIGHUP) stop a run alike, never in the middle of writing an epoch's files, and the message says what is kept
-and how to go on from there."""
+"""One training run, kept (see train_resnet.py's main()): the script's constants as flags, the run's folder and its
+record of what ran, a checkpoint after every epoch, --resume, and one line for a stop that a learner caused: Ctrl-C or
+a kill, a loss that is not finite, out of memory, a save that fails. Any other error is Python's traceback."""
+import datetime
+import hashlib
+import json
+import linecache
 import math
 import os
+import platform
 import signal
 import sys
-import time
-import traceback as tracebacks
+import sysconfig
 
 import torch
 
-from data import DataError
+from . import device, figures, flags, store
 
-from . import checkpoint, console, device, figures, flags, store
-from .flags import HYPERPARAMETERS, short
-
-STOPPED = {"SIGINT": "interrupted", "SIGBREAK": "interrupted", "SIGTERM": "terminated", "SIGHUP": "hung up (the terminal was closed)"}
+# Typed with --resume, these apply to the rest of the run; any other flag typed must agree with the run's own.
+RESUMABLE = ("resume", "epochs", "device", "data_dir", "no_show")
+# Where Python's own files and installed packages live: not lesson files.
+LIBRARIES = ("site-packages", "dist-packages", sysconfig.get_path("stdlib"))
 
 
 class Stop(KeyboardInterrupt):
-    """A signal that ends the run as Ctrl-C does; the exit code is 128 + its number."""
+    """A kill (SIGTERM): the run ends as with Ctrl-C, with exit code 143."""
 
-    def __init__(self, signum):
-        super().__init__(signum)
-        self.signum = signum
+
+def terminate(signum, frame):
+    raise Stop
+
+
+def source(file):
+    """The text of a file of code: a script, a module, or a notebook's cell (IPython keeps those in linecache)."""
+    return "".join(linecache.getlines(file))
+
+
+def count(loader):
+    """The images a loader holds: a DataLoader's dataset, or data.Batches' labels."""
+    return len(loader.dataset) if hasattr(loader, "dataset") else len(loader.labels)
 
 
 class Run:
-    def __init__(self, net, argv=None, **defaults):
-        console.prepare()
-        caller = sys._getframe(1)  # the script's main(); a script pasted into a notebook cell has no file of its own
-        file = caller.f_globals.get("__file__")
-        own = bool(file) and os.path.abspath(file) == os.path.abspath(caller.f_code.co_filename)
-        as_typed = argv is None and own and os.path.abspath(sys.argv[0]) == os.path.abspath(file)
-        self.script = (sys.argv[0] if as_typed else flags.script_path(file)) if own else None
-        self.net_name, self.argv, self.device, self.model, self.handlers, self.saving, self.pending = net.__name__, argv, None, None, {}, False, None
-        name = os.path.basename(self.script) if self.script else "the script"
-        self.parser, self.args, self.typed = flags.parse_args(
-            argv, f"Lecture 11: train {self.net_name} on MNIST with SGD. Each flag overrides the constant at the top of {name}.", defaults)
-        self.default_out = os.path.normpath(defaults["out_dir"])
-        if self.args.resume:  # the saved run, and its own settings; a clash is refused here (other data in start())
-            path = checkpoint.find(self.args, self.typed, self.default_out, name)
-            self.state = checkpoint.load(self.parser, path, self.net_name)
-            self.notes = checkpoint.reconcile(self.parser, self.args, self.typed, path, self.state, name)
-            self.entry = {"started": checkpoint.now(), "command": self.command(), "epochs": self.args.epochs,
-                          "log_every": self.args.log_every, "data_dir": self.args.data_dir}
-            self.folder = store.Folder(path, path, len(self.state["history"]))
-            return
-        try:
-            path, why = store.choose(self.args.out_dir)
-        except OSError as e:
-            raise SystemExit(f"error: cannot write results to {self.args.out_dir}: {e.strerror or e}. Pick another folder with --out-dir.") from None
-        self.state, self.notes, self.entry = {"net": self.net_name, "resumed": [], "history": []}, [], None
-        self.folder = store.Folder(path, store.base(self.args.out_dir))
-        if not console.say(f"results: {path}{os.sep}" + (f" ({why}; delete a run's folder to replace it)" if why else "")):
-            raise SystemExit(1)  # the output went into `head`, which has closed it
+    """The keeper of one run. Each keyword is a constant of the script: it becomes a flag and part of the record."""
 
-    def say(self, line):
-        if not console.say(line):
-            raise BrokenPipeError("the output was closed")
+    def __init__(self, argv=None, **constants):
+        for stream in (sys.stdout, sys.stderr):
+            # A character the console cannot show (an English Windows, output redirected) is written as \uXXXX.
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="backslashreplace")
+        # The script's main() made this Run; a script pasted into a notebook cell has no file of its own.
+        caller = sys._getframe(1)
+        self.file = caller.f_code.co_filename
+        self.script = caller.f_globals.get("__file__") and os.path.basename(self.file)
+        self.parser, self.args, typed = flags.parse(argv, self.script or "main()", source(self.file), constants)
+        self.constants, self.folder, self.made, self.history, self.saved = list(constants), None, [], [], None
+        self.device = self.args.device
+        if self.args.resume:
+            self.folder = os.path.normpath(self.args.resume)
+            if not os.path.isfile(os.path.join(self.folder, "checkpoint.pt")):
+                self.refuse("it has no checkpoint.pt to go on from; leave out --resume to start a new run")
+            self.saved = store.load(os.path.join(self.folder, "checkpoint.pt"))
+            own = self.saved["record"]["flags"]
+            for name, value in typed.items():
+                if name not in RESUMABLE and value != own.get(name):
+                    self.refuse(f"{flags.flag(name)} {value} differs from the run's {own.get(name)}")
+            vars(self.args).update({name: value for name, value in own.items() if name not in typed})
+            self.history = [tuple(row) for row in self.saved["history"]]
+            if self.args.epochs <= len(self.history):
+                self.refuse(f"it has done {len(self.history)} epochs, and --epochs {self.args.epochs} asks for no"
+                            f" more; to go on, ask for more, e.g. --epochs {len(self.history) + 10}")
+
+    def refuse(self, why):
+        """A resume that cannot be right: one line, exit 2, nothing changed."""
+        print(f"{self.parser.prog}: error: --resume {self.folder}: {why}; nothing was changed", file=sys.stderr)
+        raise SystemExit(2)
 
     def start(self, model, optimizer, train_loader, test_loader):
-        """Take the script's model, optimizer and loaders; with --resume, check the data and put the saved run back.
-        Returns the first epoch to train."""
-        self.model, self.optimizer, self.train_loader, self.test_loader = model, optimizer, train_loader, test_loader
-        data, self.device = checkpoint.fingerprint(train_loader, test_loader), next(model.parameters()).device
-        self.say(f"{self.net_name}: {sum(p.numel() for p in model.parameters()):,} parameters, {data['train_images']:,} training images")
-        if self.args.resume:
-            checkpoint.check_data(self.parser, self.folder.path, self.state, data, self.args.data_dir)
-            for note in self.notes + checkpoint.elsewhere(self.state["environment"], checkpoint.environment(self.device)):
-                self.say(note)
-            checkpoint.restore(self.state, model, optimizer, train_loader, self.folder.path)
-            self.say(f"resuming: {store.epochs(self.folder.saved)} done in {self.folder.path}{os.sep}, on to epoch {self.args.epochs}")
+        """Take the script's model, optimizer and loaders; make the run's folder, or with --resume put the saved run
+        back into them. Returns the first epoch to train."""
+        self.model, self.optimizer, self.train_loader = model, optimizer, train_loader
+        self.device = next(model.parameters()).device
+        # The lesson files: the script, and the files that the net's and the loaders' classes come from.
+        files = {self.script or "notebook cell": self.file}
+        for obj in (model, train_loader, test_loader):
+            file = getattr(sys.modules.get(type(obj).__module__), "__file__", None)
+            if file and not any(part in file for part in LIBRARIES):
+                files.setdefault(os.path.basename(file), file)
+        groups = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+        self.record = {
+            "script": self.script,
+            "net": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
+            "flags": {name: getattr(self.args, name) for name in self.constants},
+            "optimizer": {"class": type(optimizer).__name__, "param_groups": groups},
+            "data": {"training_images": count(train_loader), "test_images": count(test_loader)},
+            "device": str(self.device), "code": {name: source(file) for name, file in files.items()},
+            "versions": {"python": platform.python_version(), "torch": str(torch.__version__)},
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+        if self.saved:
+            self.restore()
         else:
-            chosen = {name: getattr(self.args, name) for name in ("epochs", *HYPERPARAMETERS, "log_every", "data_dir", "out_dir", "no_show")}
-            self.state["settings"] = {"net": self.net_name, "script": self.script and os.path.basename(self.script),
-                                      "started": checkpoint.now(), "command": self.command(), **chosen, "device": str(self.device),
-                                      "versions": checkpoint.versions(), "data": data}
-        self.clock = time.perf_counter()
-        return self.folder.saved + 1
+            try:
+                self.folder, self.made = store.make_folder(os.path.normpath(self.args.out_dir))
+            except OSError as e:
+                raise SystemExit(f"error: cannot make a folder for the run at {self.args.out_dir}: {e.strerror or e};"
+                                 " pick another --out-dir") from None
+            print(f"results: {self.folder}{os.sep}")
+        net, parameters = self.record["net"], self.record["parameters"]
+        print(f"{net}: {parameters:,} parameters, {count(train_loader):,} training images")
+        return len(self.history) + 1
+
+    def restore(self):
+        """Put the saved weights, momentum and random state back: refused where that cannot be right."""
+        saved, now = self.saved["record"], self.record
+        if now["net"] != saved["net"]:
+            self.refuse(f"it is a run of {saved['net']}, but this script trains {now['net']}")
+        if now["data"] != saved["data"]:
+            images = [f"{d['training_images']:,} training and {d['test_images']:,} test images"
+                      for d in (saved["data"], now["data"])]
+            self.refuse(f"it was trained on {images[0]}, but --data-dir {self.args.data_dir} holds {images[1]}")
+        try:
+            if now["optimizer"]["class"] != saved["optimizer"]["class"]:
+                raise ValueError(f"it trained with {saved['optimizer']['class']}")
+            self.model.load_state_dict(self.saved["model"])
+            self.optimizer.load_state_dict(self.saved["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            self.refuse(f"its checkpoint.pt does not fit this script's model or optimizer ({str(e).splitlines()[0]})")
+        torch.set_rng_state(self.saved["rng"]["torch"])
+        if getattr(self.train_loader, "generator", None) is not None and self.saved["rng"]["loader"] is not None:
+            self.train_loader.generator.set_state(self.saved["rng"]["loader"])
+        code = {**saved["code"], **now["code"]}
+        changed = [name for name in code if saved["code"].get(name) != now["code"].get(name)]
+        if changed:
+            print(f"note: {', '.join(changed)} changed since the run began; it goes on with the code as it is now")
+        self.record = {**saved, "flags": {name: getattr(self.args, name) for name in saved["flags"]},
+                       "device": now["device"]}
+        print(f"resuming: {epochs(len(self.history))} done in {self.folder}{os.sep}, on to epoch {self.args.epochs}")
 
     def save(self, epoch, train_loss, accuracy, train_seconds):
-        """Keep a finished epoch: check its loss, write its files (a signal waits until they are whole), print its line."""
+        """Keep a finished epoch: checkpoint.pt first, then model.pt and the files for people; print its line."""
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"the training loss became {train_loss} in epoch {epoch}")
-        row = (epoch, train_loss, accuracy, time.perf_counter() - self.clock)
-        state = checkpoint.snapshot(self.state, row, self.model, self.optimizer, self.train_loader, self.device)
-        if self.entry:  # a resume is recorded with its first saved epoch
-            state["resumed"] = [*state["resumed"], {**self.entry, "device": str(self.device), "versions": checkpoint.versions()}]
-        self.saving = True
-        try:
-            self.folder.write(state, self.say, last=epoch == self.args.epochs)
-        finally:
-            self.saving = False
-            if self.folder.saved == epoch:
-                self.state, self.entry = state, None
-        images_per_second = checkpoint.count(self.train_loader) / train_seconds
-        self.say(f"epoch {epoch}: test accuracy {accuracy:.2f}%  (train {train_seconds:.1f} s, {images_per_second:.0f} img/s)")
-        self.clock = time.perf_counter()
-        if self.pending:
-            raise Stop(self.pending)
-
-    def command(self, words=None):
-        """The command that started this run, or (words) one that goes on with it, as the user would type it there."""
-        if words is None:
-            if self.argv is None and not console.in_kernel():
-                return flags.shell_join(getattr(sys, "orig_argv", sys.argv))
-            words = list(map(str, sys.argv[1:] if self.argv is None else self.argv))
-        if self.script is None:  # a notebook cell, or the script pasted elsewhere: its main() is there
-            return f"main({words!r})"
-        return flags.shell_join(["%run" if console.in_kernel() else "python", self.script, *words])
+        history = [*self.history, (epoch, train_loss, accuracy, train_seconds)]
+        generator = getattr(self.train_loader, "generator", None)
+        rng = {"torch": torch.get_rng_state(), "loader": None if generator is None else generator.get_state()}
+        state = {"record": self.record, "history": history, "rng": rng, "model": self.model.state_dict(),
+                 "optimizer": self.optimizer.state_dict()}
+        # checkpoint.pt first: a folder with files always has one to go on from.
+        store.save(self.folder, {"checkpoint.pt": lambda: store.tensors(state)}, essential=True)
+        self.history = history
+        store.save(self.folder, {"model.pt": lambda: store.tensors(state["model"])}, essential=True)
+        hashes = {name: hashlib.sha256(text.encode()).hexdigest()[:12] for name, text in self.record["code"].items()}
+        settings = json.dumps({**self.record, "code": hashes, "epochs_done": epoch}, indent=2, ensure_ascii=False,
+                              default=str)
+        rows = ["epoch,train_loss,test_accuracy,train_seconds", *("%d,%.6f,%.2f,%.2f" % row for row in history), ""]
+        store.save(self.folder, {"metrics.csv": lambda: "\n".join(rows).encode(),
+                                 "settings.json": lambda: (settings + "\n").encode(),
+                                 "accuracy.png": lambda: figures.to_bytes(self.plot(), close=True)})
+        speed = count(self.train_loader) / train_seconds
+        print(f"epoch {epoch}: test accuracy {accuracy:.2f}%  (train {train_seconds:.1f} s, {speed:.0f} img/s)")
 
     def __enter__(self):
-        for name in STOPPED:
-            signum = getattr(signal, name, None)
-            if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
-                try:
-                    self.handlers[signum] = signal.signal(signum, self.on_signal)
-                except (ValueError, OSError):  # not the main thread
-                    pass
+        self.handler = signal.signal(signal.SIGTERM, terminate)
         return self
 
-    def on_signal(self, signum, frame):
-        if not self.saving:  # else the epoch's files are written first, whole
-            raise Stop(signum)
-        self.pending = signum
-
     def __exit__(self, kind, error, traceback):
-        try:
-            try:
-                sys.stdout.flush()  # a pipe closed meanwhile is silenced now, not found by Python's own flush at exit
-            except (OSError, ValueError):
-                console.quiet(sys.stdout)
-            return self.end(kind, error, traceback)
-        finally:
-            for signum, handler in self.handlers.items():
-                signal.signal(signum, handler)
-
-    def end(self, kind, error, traceback):
-        """The run's last lines, or the message of a stop; returns False to let an error in the code through."""
-        kept, args, history = self.folder.kept(), self.args, self.state["history"]
-        if kind is None or issubclass(kind, KeyboardInterrupt):  # the run's end, or Ctrl-C, kill, the terminal closed
-            try:
-                self.write_mistakes()
-            except KeyboardInterrupt as stop:  # (another) stop while it is drawn: the figure is skipped, not the message
-                kind, error = kind or type(stop), error or stop
-            if kind is not None:
-                signum = getattr(error, "signum", signal.SIGINT)
-                self.fail(f"\n{STOPPED.get(signal.Signals(signum).name, 'stopped')}: {kept}", 128 + signum, hint=True)
-            best = max(history, key=lambda row: row[2])
-            console.say(f"final test accuracy {history[-1][2]:.2f}% (best {best[2]:.2f}% at epoch {best[0]});"
-                        f" plot: {os.path.join(self.folder.path, 'accuracy.png')}")
+        """The run's last line, or the one line of a stop; an error in the code goes on as Python's traceback."""
+        signal.signal(signal.SIGTERM, self.handler)
+        done = len(self.history)
+        if self.folder and not done:
+            store.remove_folder(self.folder, self.made)
+        if kind is None and done:
+            best = max(self.history, key=lambda row: row[2])
+            print(f"final test accuracy {self.history[-1][2]:.2f}% (best {best[2]:.2f}% at epoch {best[0]});"
+                  f" plot: {os.path.join(self.folder, 'accuracy.png')}")
+        if kind is None:
             return False
-        if issubclass(kind, BrokenPipeError):  # the output went into `head`, which has read what it wanted
-            console.quiet(sys.stdout)
-            self.fail(f"stopped: the output was closed; {kept}" if self.folder.saved else None, hint=True)
-        if issubclass(kind, DataError):
-            self.fail(f"error: {error}")
-        if device.is_out_of_memory(error):
-            tracebacks.clear_frames(traceback)  # the failed step's tensors go, so that mistakes.png has room
-            if self.model is not None:
-                self.optimizer.zero_grad(set_to_none=True)
-            if self.device is not None and self.device.type in ("cuda", "mps"):
-                getattr(torch, self.device.type).empty_cache()
-            self.write_mistakes()
-            self.fail(f"error: out of memory on {self.device or args.device} with --batch-size {args.batch_size}: try a smaller batch; {kept}.")
-        if issubclass(kind, FloatingPointError):
-            self.write_mistakes()
-            self.fail(f"error: {error} (the loss is checked at the end of each epoch).\n"
-                      f"  Training diverged: try a smaller learning rate than --lr {short(args.lr)}; {kept}.")
-        if issubclass(kind, (store.SaveError, OSError)):  # an OSError not of the run's files is said for what it is
-            what = error if issubclass(kind, store.SaveError) else f"{error.strerror or error}{f': {error.filename}' if error.filename else ''}"
-            self.fail(f"error: {what}; {kept}.")
-        return False
+        kept, code = f"{epochs(done)} saved in {self.folder}{os.sep}" if done else "nothing was saved", 1
+        if issubclass(kind, KeyboardInterrupt):
+            code, what = (143, "terminated") if issubclass(kind, Stop) else (130, "interrupted")
+            go_on = f" --resume {self.folder} --epochs {self.args.epochs}"
+            go_on = f"; to go on: python {self.script}{go_on}" if self.script else f"; to go on: main({go_on.split()})"
+            message = f"\n{what}: {kept}{go_on if 0 < done < self.args.epochs else ''}"
+        elif device.is_out_of_memory(error):
+            message = (f"error: out of memory on {self.device} with --batch-size {self.args.batch_size}:"
+                       f" try a smaller --batch-size; {kept}")
+        elif issubclass(kind, FloatingPointError):
+            lr = self.optimizer.param_groups[0]["lr"]
+            message = f"error: {error}: training diverged; try a smaller learning rate than {lr} (--lr); {kept}"
+        elif issubclass(kind, store.SaveError):
+            message = f"error: {error}; {kept}"
+        else:
+            return False
+        print(message, file=sys.stderr)
+        raise SystemExit(code) from None
 
-    def fail(self, message, code=1, hint=False):
-        if message and hint and 0 < self.folder.saved < self.args.epochs:  # a stop to go on from: the command that does
-            words = ["--resume"] + (["--out-dir", self.folder.path] if os.path.normpath(self.folder.path) != self.default_out else [])
-            words += ["--epochs", str(self.args.epochs)] if self.args.resume and "epochs" in self.typed else []
-            words += ["--device", str(self.args.device)] if "device" in self.typed else []
-            message += f"\n  to go on from there: {self.command(words + (['--no-show'] if 'no_show' in self.typed else []))}"
-        if message:
-            console.tell(message)
-        raise SystemExit(code)
-
-    def write_mistakes(self):
-        """mistakes.png: the test digits that the saved weights get wrong (at a stop, the live ones may be half an epoch on)."""
-        if self.folder.saved and self.model is not None:
-            figures.write_mistakes(self.model, self.state["model"], self.test_loader, self.device, self.net_name, self.folder.saved, self.folder.path)
+    def plot(self):
+        epoch, _, accuracy, _ = max(self.history, key=lambda row: row[2])
+        title = f"{self.record['net']} on MNIST: final test accuracy {self.history[-1][2]:.2f}%"
+        return figures.plot({f"best: {accuracy:.2f}% (epoch {epoch})": self.history}, title)
 
     def show_plot(self):
-        """The finished run's accuracy plot (also in accuracy.png), where this Python can show one: see figures.show."""
-        figures.show(figures.plot(self.state["history"], self.net_name), self.args.no_show)
+        """The finished run's accuracy plot (also in accuracy.png), where this Python can show one."""
+        if not self.args.no_show:
+            figures.show(self.plot())
+
+
+def epochs(n):
+    return "epoch 1" if n == 1 else f"epochs 1-{n}"

@@ -3,6 +3,7 @@ import contextlib
 import csv
 import gzip
 import hashlib
+import importlib.util
 import io
 import os
 import pathlib
@@ -61,7 +62,7 @@ def run_main(module, *args):
     script runs on the CPU unless args name another --device."""
     out, err = io.StringIO(), io.StringIO()
     code = 0
-    pinned = CPU if hasattr(module, "NET") else ()
+    pinned = CPU if hasattr(module, "OUT_DIR") else ()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             module.main([*pinned, *map(str, args)])
@@ -72,19 +73,48 @@ def run_main(module, *args):
     return code, out.getvalue(), err.getvalue()
 
 
-def stopped_in_epoch_2(module, out, mnist_dir, monkeypatch):
-    """A run asked for 2 epochs, stopped by Ctrl-C in its second: checkpoint.pt holds epoch 1."""
+def stopped_in_epoch_2(module, out, mnist_dir, monkeypatch, stop=KeyboardInterrupt):
+    """A run asked for 2 epochs, stopped (by Ctrl-C, or a kill: helpers.run.Stop) in its second: checkpoint.pt holds
+    epoch 1. Returns what the stop printed on stderr."""
     real_train = module.train
 
     def train_then_stop(model, device, loader, optimizer, criterion, epoch, log_every):
         if epoch == 2:
-            raise KeyboardInterrupt
+            raise stop
         return real_train(model, device, loader, optimizer, criterion, epoch, log_every)
 
     monkeypatch.setattr(module, "train", train_then_stop)
     code, _, err = run_main(module, "--epochs", 2, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
-    assert code == 130 and "interrupted: the results of epoch 1" in err
     monkeypatch.setattr(module, "train", real_train)
+    assert code == (130 if stop is KeyboardInterrupt else 143) and f"epoch 1 saved in {out}{os.sep}" in err, err
+    return err
+
+
+def load_script(path, name, models=None, monkeypatch=None):
+    """The training script at path, loaded as a module of its own (a learner's edited copy); with models, a models.py
+    of its own too (monkeypatch puts it in sys.modules while the test runs)."""
+    if models is not None:
+        monkeypatch.setitem(sys.modules, "models", load_module(models, "models"))
+    return load_module(path, name)
+
+
+def load_module(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def edited(tmp_path, file, *edits):
+    """A copy of the repository's file under tmp_path/edited/ (the same name), each (old, new) edit made once."""
+    text = (ROOT / file).read_text(encoding="utf-8")
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path = tmp_path / "edited" / file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def digest(folder):
@@ -103,8 +133,10 @@ def use_proxy(monkeypatch, proxy):
 
 
 def train(module, out, *args, mnist_dir):
-    """One run of a script's main() into out, on the shipped subset; returns what it printed."""
-    code, stdout, stderr = run_main(module, *args, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
+    """One run of a script's main() into out (with --resume, the run named there), on the shipped subset; returns what
+    it printed."""
+    where = [] if "--resume" in args else ["--out-dir", out]
+    code, stdout, stderr = run_main(module, *args, "--log-every", 10, "--data-dir", mnist_dir, *where, "--no-show")
     assert code == 0, stderr
     return stdout
 

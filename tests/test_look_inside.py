@@ -1,9 +1,10 @@
 """look_inside.py: its knock-outs against an independent forward pass on the same weights, its measurements, the
-net left as it was, the figure, and the refusals."""
+net left as it was, the figures (inside.png, mistakes.png), and the refusals."""
 import shutil
 import signal
 import subprocess
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +13,7 @@ import look_inside
 import train_inception
 import train_resnet
 from conftest import run_main, script_call, train
-from data import Batches, mnist_loaders
+from data import MEAN, STD, Batches, mnist_loaders
 
 SLICES = {"1x1": slice(0, 16), "5x5": slice(16, 40), "3x3 -> 3x3": slice(40, 64), "pool": slice(64, 88)}  # 16 + 24 + 24 + 24
 
@@ -127,16 +128,20 @@ def test_multiply_add_shares_follow_the_branch_layers():
 
 @pytest.mark.parametrize("net, folder", [pytest.param("inception", "inception", marks=pytest.mark.slow),
                                          ("resnet", "实验一")])  # a Chinese folder name, as the course's students make them
-def test_the_command_prints_the_table_and_writes_the_figure(runs, mnist_dir, net, folder, recwarn):
+def test_the_command_prints_the_table_and_writes_the_figures(runs, mnist_dir, net, folder):
     if folder != net:
         shutil.copytree(runs / net, runs / folder, dirs_exist_ok=True)
     code, out, err = run_main(look_inside, runs / folder, "--no-show", "--index", 3, "--device", "cpu")
     assert code == 0, err
-    assert not [w for w in recwarn if "Glyph" in str(w.message)]  # no wall of missing-glyph warnings
     assert "intact" in out and ("zeroed in" if net == "inception" else "without the skip") in out
     assert "a knock-out measures how much this trained net relies on a part" in out
     assert (runs / folder / "inside.png").stat().st_size > 10_000
     assert str(mnist_dir) in open(runs / folder / "settings.json", encoding="utf-8").read()  # the run's own data was found
+    # mistakes.png beside it: the test digits those weights get wrong, counted as test() counts them.
+    intact = float(out.split("intact ")[1].split("%")[0])
+    wrong = int(out.split("mistakes: ")[1].split(" of 500")[0])
+    assert wrong == round(500 * (1 - intact / 100)) and f"wrong; {runs / folder / 'mistakes.png'}" in out
+    assert (runs / folder / "mistakes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_without_a_folder_it_takes_the_newest_run(runs, monkeypatch):
@@ -165,10 +170,42 @@ def test_what_is_not_a_finished_run_is_refused_in_one_line(tmp_path, monkeypatch
 
 
 @pytest.mark.slow
-def test_ctrl_c_says_nothing_was_changed(runs):
+def test_ctrl_c_is_one_line(runs):
     process = subprocess.Popen(**script_call("look_inside.py", runs / "inception", "--no-show", "--device", "cpu"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout.readline().startswith("device:")  # loaded, now evaluating
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
-    assert process.returncode == 130 and err.strip() == "interrupted: nothing was changed", err
+    assert process.returncode == 130 and err.strip() == "interrupted", err
+
+
+class Lookup(torch.nn.Module):
+    """A 'net' whose logits for image i are logits[i]: each image carries its index in its first pixel."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, images):
+        index = (images[:, 0, 0, 0] * STD + MEAN).mul(255).round().long()
+        return self.logits[index]
+
+
+def test_mistakes_are_the_wrong_predictions_most_confident_first():
+    labels = torch.tensor([0, 1, 2, 3, 4, 5])
+    logits = torch.zeros(6, 10)
+    logits[torch.arange(6), labels] = 5.0  # right, except:
+    logits[1, 7] = 9.0  # sure it is a 7
+    logits[3, 8] = 6.0  # less sure it is an 8
+    logits[4, 9] = 12.0  # surest of all
+    images = torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1).expand(6, 1, 28, 28).contiguous()
+    wrong, true, predicted, confidence = look_inside.find_mistakes(Lookup(logits), Batches(images, labels, batch_size=4))
+    assert (wrong[:, 0, 0, 0] * STD + MEAN).mul(255).round().long().tolist() == [4, 1, 3]  # the images themselves
+    assert true.tolist() == [4, 1, 3] and predicted.tolist() == [9, 7, 8]
+    assert confidence.tolist() == sorted(confidence.tolist(), reverse=True)
+    assert confidence[0] == logits[4].softmax(0).max()
+    fig = look_inside.plot_mistakes(wrong, true, predicted, confidence, len(labels), "Lookup")
+    assert fig._suptitle.get_text() == "Lookup: 3 of 6 test images wrong (50.00%); the 3 most confident mistakes"
+    captions = [t.get_text() for t in fig.axes[0].texts]
+    assert captions[0].startswith("true 4, said 9\n") and len(captions) == 3
+    plt.close(fig)
