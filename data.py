@@ -10,6 +10,7 @@ two transforms and a collate for every image) takes a large part of a CPU epoch.
 tensor that already sits where the model runs. The numbers are the same: tests/test_data.py checks the batches
 against torchvision's own transforms.
 """
+
 import contextlib
 import gzip
 import io
@@ -72,8 +73,10 @@ class Batches:
 def mnist_loaders(data_dir, batch_size, device, seed=0):
     """Train and test batches of MNIST from data_dir (downloaded there first if missing) on device."""
     (train_images, train_labels), (test_images, test_labels) = read_mnist(data_dir)
-    return (Batches(train_images.to(device), train_labels.to(device), batch_size, shuffle=True, seed=seed),
-            Batches(test_images.to(device), test_labels.to(device), TEST_BATCH_SIZE))
+    return (
+        Batches(train_images.to(device), train_labels.to(device), batch_size, shuffle=True, seed=seed),
+        Batches(test_images.to(device), test_labels.to(device), TEST_BATCH_SIZE),
+    )
 
 
 def raw_folder(data_dir):
@@ -81,7 +84,7 @@ def raw_folder(data_dir):
 
 
 def find(data_dir, name):
-    """Where one of the four files is: MNIST/raw/ first, then data_dir itself; either name, unpacked or .gz; else None."""
+    """Where one of the four files is: MNIST/raw/ first, then data_dir itself; either name, packed or not; else None."""
     for folder in (raw_folder(data_dir), data_dir):
         for base in (name, name.replace("-idx", ".idx")):
             for path in (os.path.join(folder, base), os.path.join(folder, base + ".gz")):
@@ -101,12 +104,16 @@ def read_mnist(data_dir):
     splits = []
     for (images, labels), (image_path, label_path) in zip((tensors[:2], tensors[2:]), (paths[:2], paths[2:])):
         if len(images) != len(labels):
-            raise DataError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels; they must"
-                            " match. Replace the file that belongs to another set.")
+            raise DataError(
+                f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels; they must"
+                " match. Replace the file that belongs to another set."
+            )
         bad = (labels > 9).nonzero()
         if len(bad):
             i = int(bad[0])
-            raise DataError(f"{label_path} is damaged: label {int(labels[i])} at position {i} is not a digit 0-9. Replace the file.")
+            raise DataError(
+                f"{label_path} is damaged: label {int(labels[i])} at position {i} is not a digit 0-9. Replace the file."
+            )
         splits.append((images.unsqueeze(1), labels.long()))
     return splits
 
@@ -118,7 +125,9 @@ def read_idx(path, magic, ndim):
         with opener(path, "rb") as f:
             raw = f.read()
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise DataError(f"{path} is damaged and cannot be unpacked ({one_line(e)}): an interrupted download? Replace the file.") from e
+        raise DataError(
+            f"{path} is damaged and cannot be unpacked ({one_line(e)}): an interrupted download? Replace the file."
+        ) from e
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror or e}. Check the file and its permissions.") from e
     if not raw:
@@ -129,14 +138,18 @@ def read_idx(path, magic, ndim):
     found = int.from_bytes(raw[:4], "big")
     if found != magic:
         what = "image" if ndim == 3 else "label"
-        raise DataError(f"{path} has magic number {found:#010x}, not {magic:#010x}: it is not an MNIST {what} file"
-                        " (a file under the wrong name?). Replace it with the real file.")
+        raise DataError(
+            f"{path} has magic number {found:#010x}, not {magic:#010x}: it is not an MNIST {what} file"
+            " (a file under the wrong name?). Replace it with the real file."
+        )
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     expected = header + math.prod(dims)
     if len(raw) != expected:
         state = "truncated" if len(raw) < expected else "too long"
-        raise DataError(f"{path} is {state}: its header promises {' x '.join(map(str, dims))} bytes of data ({expected} bytes in"
-                        f" all), but it has {len(raw)} bytes. Replace the file.")
+        raise DataError(
+            f"{path} is {state}: its header promises {' x '.join(map(str, dims))} bytes of data ({expected} bytes in"
+            f" all), but it has {len(raw)} bytes. Replace the file."
+        )
     if ndim == 3 and dims[1:] != [28, 28]:
         raise DataError(f"{path} holds {dims[1]}x{dims[2]} images; these nets need MNIST's 28x28. Replace the file.")
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).view(*dims)
@@ -152,15 +165,21 @@ def download(data_dir):
         path = os.path.dirname(path)
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # urllib waits forever on a silent network otherwise
-    said = io.StringIO()  # torchvision's lines for each mirror it tries (older ones print on stdout): the error below says it
+    said = (
+        io.StringIO()
+    )  # torchvision's lines for each mirror it tries (older ones print on stdout): the error below says it
     try:
         with contextlib.redirect_stdout(said):
             datasets.MNIST(data_dir, train=True, download=True)
         print(said.getvalue(), end="")
     except Exception as e:
-        if all(find(data_dir, name) for name, _, _ in FILES):  # downloaded, but torchvision could not read it: read_idx says why
+        if all(
+            find(data_dir, name) for name, _, _ in FILES
+        ):  # downloaded, but torchvision could not read it: read_idx says why
             return
-        tried = [line.strip() for line in said.getvalue().splitlines() if "error" in line.lower()]  # older torchvision's cause
+        tried = [
+            line.strip() for line in said.getvalue().splitlines() if "error" in line.lower()
+        ]  # older torchvision's cause
         why = f" ({tried[-1]})" if tried and tried[-1] not in one_line(e) else ""
         for path in made:  # a failed download leaves no empty folders behind
             try:
@@ -171,7 +190,8 @@ def download(data_dir):
             f"MNIST is not in {raw_folder(data_dir)}{os.sep} nor in {data_dir}{os.sep}, and could not be downloaded.\n"
             f"  download error: {one_line(e)}{why}\n"
             f"  fix: put the four MNIST files, {', '.join(name for name, _, _ in FILES)}\n"
-            f"       (or with a dot, train-images.idx3-ubyte, ...; .gz or not), into {raw_folder(data_dir)}{os.sep} or {data_dir}{os.sep},\n"
+            f"       (or with a dot, train-images.idx3-ubyte, ...; .gz or not),"
+            f" into {raw_folder(data_dir)}{os.sep} or {data_dir}{os.sep},\n"
             "       or point --data-dir at the folder that holds them."
         ) from e
     finally:

@@ -12,6 +12,7 @@ ResidualNet: each block without its skip (relu(F(x))) and without F (relu(x)), b
 cosine of F(x) and x. The figure (inside.png in the run's folder) shows the knock-outs and one test digit
 as each part sees it; mistakes.png beside it, the test digits the net gets wrong, the most confident first.
 """
+
 import argparse
 import contextlib
 import json
@@ -30,10 +31,17 @@ from helpers import figures
 
 RUNS = "runs"
 NETS = {"InceptionNet": ("incep1", "incep2"), "ResidualNet": ("res1", "res2")}  # the blocks looked into
-BRANCHES = {"1x1": "branch1x1", "5x5": "branch5x5", "3x3 -> 3x3": "branch3x3", "pool": "branch_pool"}  # layer names, in torch.cat's order
+BRANCHES = {
+    "1x1": "branch1x1",
+    "5x5": "branch5x5",
+    "3x3 -> 3x3": "branch3x3",
+    "pool": "branch_pool",
+}  # layer names, in torch.cat's order
 MISTAKES_SHOWN = 48  # the most confident mistakes drawn in mistakes.png
-CAVEAT = ("note: a knock-out measures how much this trained net relies on a part, not what a net trained without it"
-          " would reach (that is skip_connection.py's question)")
+CAVEAT = (
+    "note: a knock-out measures how much this trained net relies on a part, not what a net trained without it"
+    " would reach (that is skip_connection.py's question)"
+)
 
 
 def branch_slices(block):
@@ -96,7 +104,9 @@ def measure(model, net, loader):
             found[block].append(output.float().pow(2).sum(dim=(0, 2, 3)))
         else:
             x, fx = inputs[0].flatten(1).float(), residual(block, inputs[0]).flatten(1).float()
-            found[block].append(torch.stack([fx.norm(dim=1) / x.norm(dim=1).clamp_min(1e-12), F.cosine_similarity(fx, x, dim=1)]))
+            found[block].append(
+                torch.stack([fx.norm(dim=1) / x.norm(dim=1).clamp_min(1e-12), F.cosine_similarity(fx, x, dim=1)])
+            )
 
     with hooked(found, hook):
         for images, _ in loader:
@@ -104,7 +114,10 @@ def measure(model, net, loader):
     named = {name: found[getattr(model, name)] for name in NETS[net]}
     if net == "InceptionNet":
         energy = {name: torch.stack(sums).sum(dim=0) for name, sums in named.items()}
-        return {name: {b: (e[s].sum() / e.sum()).item() for b, s in branch_slices(getattr(model, name)).items()} for name, e in energy.items()}
+        return {
+            name: {b: (e[s].sum() / e.sum()).item() for b, s in branch_slices(getattr(model, name)).items()}
+            for name, e in energy.items()
+        }
     return {name: torch.cat(rows, dim=1).median(dim=1).values.tolist() for name, rows in named.items()}
 
 
@@ -113,7 +126,10 @@ def multiply_adds(net):
     table, _ = models.layer_table(getattr(models, net)(), (1, 28, 28))
     shares = {}
     for block in NETS[net]:
-        per_branch = {b: sum(m for name, _, _, m in table if name.startswith(f"{block}.{prefix}")) for b, prefix in BRANCHES.items()}
+        per_branch = {
+            b: sum(m for name, _, _, m in table if name.startswith(f"{block}.{prefix}"))
+            for b, prefix in BRANCHES.items()
+        }
         shares[block] = {b: m / sum(per_branch.values()) for b, m in per_branch.items()}
     return shares
 
@@ -121,10 +137,16 @@ def multiply_adds(net):
 def knockouts(model, net):
     """{(part, where): (the blocks, the hook)}, where is each block's name, then 'both'."""
     blocks = [getattr(model, name) for name in NETS[net]]
-    parts = ({b: zero(s) for b, s in branch_slices(blocks[0]).items()} if net == "InceptionNet"  # the same slices in both
-             else {"without the skip": without_skip, "without F(x)": without_residual})
-    return {(part, where): (chosen, hook) for part, hook in parts.items()
-            for where, chosen in [*((name, [block]) for name, block in zip(NETS[net], blocks)), ("both", blocks)]}
+    parts = (
+        {b: zero(s) for b, s in branch_slices(blocks[0]).items()}
+        if net == "InceptionNet"  # the same slices in both
+        else {"without the skip": without_skip, "without F(x)": without_residual}
+    )
+    return {
+        (part, where): (chosen, hook)
+        for part, hook in parts.items()
+        for where, chosen in [*((name, [block]) for name, block in zip(NETS[net], blocks)), ("both", blocks)]
+    }
 
 
 def look(model, net, loader):
@@ -132,19 +154,29 @@ def look(model, net, loader):
     training = model.training
     model.eval()
     try:
-        return (accuracy(model, loader), {key: accuracy(model, loader, *value) for key, value in knockouts(model, net).items()},
-                measure(model, net, loader))
+        return (
+            accuracy(model, loader),
+            {key: accuracy(model, loader, *value) for key, value in knockouts(model, net).items()},
+            measure(model, net, loader),
+        )
     finally:
         model.train(training)
 
 
 def newest_run(root=RUNS):
     try:
-        found = [os.path.join(root, name) for name in os.listdir(root) if os.path.isfile(os.path.join(root, name, "model.pt"))]
+        found = [
+            os.path.join(root, name)
+            for name in os.listdir(root)
+            if os.path.isfile(os.path.join(root, name, "model.pt"))
+        ]
     except OSError:
         found = []
     if not found:
-        raise SystemExit(f"error: no run under {root}{os.sep} has a model.pt: train one first (python train_resnet.py), or name a run's folder")
+        raise SystemExit(
+            f"error: no run under {root}{os.sep} has a model.pt: train one first (python train_resnet.py),"
+            " or name a run's folder"
+        )
     return max(found, key=lambda folder: os.path.getmtime(os.path.join(folder, "model.pt")))
 
 
@@ -155,7 +187,9 @@ def load_run(folder):
         what = "is a file, not" if os.path.exists(folder) else "does not exist: name"
         raise SystemExit(f"error: {folder} {what} a run's folder (e.g. runs/resnet)")
     if not os.path.isfile(path):
-        raise SystemExit(f"error: {folder} has no model.pt: it is not a run that finished an epoch. Name another, or train one.")
+        raise SystemExit(
+            f"error: {folder} has no model.pt: it is not a run that finished an epoch. Name another, or train one."
+        )
     try:
         with open(os.path.join(folder, "settings.json"), encoding="utf-8") as f:
             settings = json.load(f)
@@ -164,12 +198,20 @@ def load_run(folder):
         settings = {}
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
-        net = settings.get("net") if settings.get("net") in NETS else "InceptionNet" if "incep1.branch1x1.weight" in weights else "ResidualNet"
+        net = (
+            settings.get("net")
+            if settings.get("net") in NETS
+            else "InceptionNet"
+            if "incep1.branch1x1.weight" in weights
+            else "ResidualNet"
+        )
         model = getattr(models, net)()
         model.load_state_dict(weights)
     except Exception as e:
         why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise SystemExit(f"error: {path} is damaged or not the weights of a lecture-11 net ({why}). Name another run.") from None
+        raise SystemExit(
+            f"error: {path} is damaged or not the weights of a lecture-11 net ({why}). Name another run."
+        ) from None
     return net, model, settings
 
 
@@ -188,19 +230,29 @@ def report(net, knocked, measured):
     blocks = NETS[net]
     wheres = [*blocks, "both"]
     if net == "InceptionNet":
-        shares, widths = multiply_adds(net), {b: s.stop - s.start for b, s in branch_slices(models.InceptionA(10)).items()}
-        lines = [f"{'branch':<11} {'channels':>8}  {'energy ' + ' / '.join(blocks):>22}  {'multiply-adds':>15}  zeroed in: "
-                 + "  ".join(f"{w:>7}" for w in wheres)]
+        shares, widths = (
+            multiply_adds(net),
+            {b: s.stop - s.start for b, s in branch_slices(models.InceptionA(10)).items()},
+        )
+        lines = [
+            f"{'branch':<11} {'channels':>8}  {'energy ' + ' / '.join(blocks):>22}  {'multiply-adds':>15}  zeroed in: "
+            + "  ".join(f"{w:>7}" for w in wheres)
+        ]
         for b in BRANCHES:
             energy = " / ".join(f"{100 * measured[block][b]:.1f}%" for block in blocks)
             madds = " / ".join(f"{100 * shares[block][b]:.0f}%" for block in blocks)
-            lines.append(f"{b:<11} {widths[b]:>5}/88  {energy:>22}  {madds:>15}  {'':>10} "
-                         + "  ".join(f"{percent(knocked[b, w]):>7}" for w in wheres))
+            lines.append(
+                f"{b:<11} {widths[b]:>5}/88  {energy:>22}  {madds:>15}  {'':>10} "
+                + "  ".join(f"{percent(knocked[b, w]):>7}" for w in wheres)
+            )
         return lines
     lines = [f"{'block':<6} {'|F(x)|/|x|':>10} {'cos(F(x), x)':>13}  {'without the skip':>17} {'without F(x)':>13}"]
     for w in wheres:
         ratio, cosine = (f"{measured[w][0]:.2f}", f"{measured[w][1]:.2f}") if w in measured else ("", "")
-        lines.append(f"{w:<6} {ratio:>10} {cosine:>13}  {percent(knocked['without the skip', w]):>17} {percent(knocked['without F(x)', w]):>13}")
+        lines.append(
+            f"{w:<6} {ratio:>10} {cosine:>13}  {percent(knocked['without the skip', w]):>17}"
+            f" {percent(knocked['without F(x)', w]):>13}"
+        )
     return lines
 
 
@@ -227,23 +279,45 @@ def draw(model, net, digit, label, title, intact, knocked):
         model(digit)
     if net == "InceptionNet":
         out = seen[model.incep1][1]
-        panels = [[(f"incep1 {b}\n{s.stop - s.start} channels", out[s]) for b, s in branch_slices(model.incep1).items()]]
+        panels = [
+            [(f"incep1 {b}\n{s.stop - s.start} channels", out[s]) for b, s in branch_slices(model.incep1).items()]
+        ]
     else:
-        panels = [[(f"{name} {what}", maps) for what, maps in
-                   (("x", seen[getattr(model, name)][0]), ("F(x)", residual(getattr(model, name), seen[getattr(model, name)][0][None])[0]),
-                    ("relu(x + F(x))", seen[getattr(model, name)][1]))] for name in blocks]
+        panels = [
+            [
+                (f"{name} {what}", maps)
+                for what, maps in (
+                    ("x", seen[getattr(model, name)][0]),
+                    ("F(x)", residual(getattr(model, name), seen[getattr(model, name)][0][None])[0]),
+                    ("relu(x + F(x))", seen[getattr(model, name)][1]),
+                )
+            ]
+            for name in blocks
+        ]
     columns = len(panels[0]) + 1
-    fig, axes = plt.subplot_mosaic([["bars"] * columns] + [[f"digit{r}", *(f"{r}.{c}" for c in range(columns - 1))] for r in range(len(panels))],
-                                   figsize=(2.3 * columns, 3.6 + 2.3 * len(panels)), height_ratios=[1.6] + [1] * len(panels))
+    fig, axes = plt.subplot_mosaic(
+        [["bars"] * columns] + [[f"digit{r}", *(f"{r}.{c}" for c in range(columns - 1))] for r in range(len(panels))],
+        figsize=(2.3 * columns, 3.6 + 2.3 * len(panels)),
+        height_ratios=[1.6] + [1] * len(panels),
+    )
     parts, wheres = list(dict.fromkeys(part for part, _ in knocked)), [*blocks, "both"]
     low = max(0, 10 * math.floor((min(knocked.values()) - 5) / 10))  # zoomed in where the bars differ
     for i, where in enumerate(wheres):
-        bars = axes["bars"].bar([p + (i - 1) * 0.27 for p in range(len(parts))], [knocked[part, where] for part in parts], 0.27,
-                                label=f"knocked out in {where}")
+        bars = axes["bars"].bar(
+            [p + (i - 1) * 0.27 for p in range(len(parts))],
+            [knocked[part, where] for part in parts],
+            0.27,
+            label=f"knocked out in {where}",
+        )
         axes["bars"].bar_label(bars, fmt="%.2f", fontsize=6)
     axes["bars"].axhline(intact, color="0.3", linestyle="--", label=f"intact: {intact:.2f}%")
-    axes["bars"].set(xticks=range(len(parts)), xticklabels=[f"without {p}" if net == "InceptionNet" else p for p in parts],
-                     ylabel="test accuracy (%)", ylim=(low, 100 + 0.18 * (100 - low)), title=title)
+    axes["bars"].set(
+        xticks=range(len(parts)),
+        xticklabels=[f"without {p}" if net == "InceptionNet" else p for p in parts],
+        ylabel="test accuracy (%)",
+        ylim=(low, 100 + 0.18 * (100 - low)),
+        title=title,
+    )
     axes["bars"].legend(fontsize=7, loc="upper center", ncol=4)
     for r, row in enumerate(panels):
         if r == 0:
@@ -287,18 +361,32 @@ def plot_mistakes(images, labels, predicted, confidence, total, title):
     for i in range(shown):
         top, left = (i // columns) * cell_h + cell_h - 32, (i % columns) * cell_w + 4
         mosaic[top : top + 28, left : left + 28] = images[i, 0].float()
-        ax.text(left + 14, top - 2, f"true {labels[i]}, said {predicted[i]}\n{100 * confidence[i]:.0f}% sure",
-                ha="center", va="bottom", fontsize=8)
+        ax.text(
+            left + 14,
+            top - 2,
+            f"true {labels[i]}, said {predicted[i]}\n{100 * confidence[i]:.0f}% sure",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.imshow(mosaic.numpy(), cmap="gray_r")
     ax.axis("off")
-    fig.suptitle(f"{title}: {len(labels)} of {total:,} test images wrong ({100 * len(labels) / total:.2f}%);"
-                 f" the {shown} most confident mistakes", fontsize=10, y=1 - 0.1 / fig.get_figheight(), va="top")
+    fig.suptitle(
+        f"{title}: {len(labels)} of {total:,} test images wrong ({100 * len(labels) / total:.2f}%);"
+        f" the {shown} most confident mistakes",
+        fontsize=10,
+        y=1 - 0.1 / fig.get_figheight(),
+        va="top",
+    )
     return fig
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="look_inside.py", description="Knock parts out of a trained run's net and"
-                                     " measure what each part carries; draw the digits it gets wrong.")
+    parser = argparse.ArgumentParser(
+        prog="look_inside.py",
+        description="Knock parts out of a trained run's net and"
+        " measure what each part carries; draw the digits it gets wrong.",
+    )
     parser.add_argument("folder", nargs="?", help=f"a run's folder (with model.pt); none: the newest run under {RUNS}/")
     parser.add_argument("--index", type=int, default=0, help="the test digit drawn in the figure (default: 0)")
     parser.add_argument("--data-dir", help="where the run's MNIST is; default: the run's own --data-dir")
@@ -317,7 +405,10 @@ def main(argv=None):
         parser.error(f"--index must be from 0 to {len(test_loader.labels) - 1}, got {args.index}")
     saved = settings.get("data") if isinstance(settings.get("data"), dict) else {}
     if isinstance(saved.get("test_images"), int) and saved["test_images"] != len(test_loader.labels):
-        print(f"note: the run was tested on {saved['test_images']:,} images; this data has {len(test_loader.labels):,} (--data-dir)")
+        print(
+            f"note: the run was tested on {saved['test_images']:,} images;"
+            f" this data has {len(test_loader.labels):,} (--data-dir)"
+        )
     model.to(device)
     intact, knocked, measured = look(model, net, test_loader)
     print(f"{net} of {folder}{os.sep}, on {len(test_loader.labels):,} test images: intact {percent(intact)}")
@@ -328,14 +419,19 @@ def main(argv=None):
     with plt.rc_context(figures.fonts()):  # a run folder with a Chinese name
         mistakes = plot_mistakes(*found, len(test_loader.labels), f"{net} of {folder}")
         digit = normalize(test_loader.images[args.index : args.index + 1])
-        fig = draw(model, net, digit, int(test_loader.labels[args.index]), f"{net} of {folder}: knock-outs", intact, knocked)
+        fig = draw(
+            model, net, digit, int(test_loader.labels[args.index]), f"{net} of {folder}: knock-outs", intact, knocked
+        )
     for figure, name in ((fig, "inside.png"), (mistakes, "mistakes.png")):
         try:
             figures.save(figure, os.path.join(folder, name))
         except OSError as e:
             raise SystemExit(f"error: cannot write {os.path.join(folder, name)}: {e.strerror or e}") from None
     plt.close(mistakes)
-    print(f"mistakes: {len(found[1])} of {len(test_loader.labels):,} test images wrong; {os.path.join(folder, 'mistakes.png')}")
+    print(
+        f"mistakes: {len(found[1])} of {len(test_loader.labels):,} test images wrong;"
+        f" {os.path.join(folder, 'mistakes.png')}"
+    )
     print(f"figure: {os.path.join(folder, 'inside.png')}")
     figures.show(fig, args.no_show)
 

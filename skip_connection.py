@@ -11,6 +11,7 @@ nets starts from the same weights and sees the same batches. Printed: per depth 
 norm reaching the first and the last block (at the first SGD step, and its mean over the first epoch), the
 last training loss and the test accuracy; drawn: the same in one figure (--out; a new name each run).
 """
+
 import argparse
 import itertools
 import os
@@ -64,7 +65,9 @@ class Stack(nn.Module):
 
 def block_gradient_norms(model):
     """The norm of the gradient of each block's weights and biases, nearest the input first (a tensor on the device)."""
-    return torch.stack([torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in block.parameters()])) for block in model.blocks])
+    return torch.stack(
+        [torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in block.parameters()])) for block in model.blocks]
+    )
 
 
 def train(model, loader, optimizer, epochs):
@@ -107,22 +110,30 @@ def measure(depths, epochs, device, data_dir, log=print):
             model = Stack(block, depth).to(device, memory_format=memory_format)
             optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
             norms, losses = train(model, train_loader, optimizer, epochs)
-            result = dict(first_step=norms[0].tolist(), epoch_mean=norms.mean(dim=0).tolist(), losses=losses,
-                          accuracy=test(model, test_loader))
+            result = dict(
+                first_step=norms[0].tolist(),
+                epoch_mean=norms.mean(dim=0).tolist(),
+                losses=losses,
+                accuracy=test(model, test_loader),
+            )
             results[(variant, depth)] = result
             log(row(depth, variant, result))
     return results
 
 
-HEADER = (f"{'blocks':>6} {'variant':<9} {'gradient norm, first step':>27} {'mean over epoch 1':>23}"
-          f" {'last loss':>10} {'test accuracy':>14}\n{'':>6} {'':<9} {'first block':>13} {'last block':>13}"
-          f" {'first block':>11} {'last':>11}")
+HEADER = (
+    f"{'blocks':>6} {'variant':<9} {'gradient norm, first step':>27} {'mean over epoch 1':>23}"
+    f" {'last loss':>10} {'test accuracy':>14}\n{'':>6} {'':<9} {'first block':>13} {'last block':>13}"
+    f" {'first block':>11} {'last':>11}"
+)
 
 
 def row(depth, variant, r):
     last_loss = f"{r['losses'][-1][1]:.3f}"
-    return (f"{depth:>6} {variant:<9} {r['first_step'][0]:>13.1e} {r['first_step'][-1]:>13.1e}"
-            f" {r['epoch_mean'][0]:>11.1e} {r['epoch_mean'][-1]:>11.1e} {last_loss:>10} {r['accuracy']:>13.2f}%")
+    return (
+        f"{depth:>6} {variant:<9} {r['first_step'][0]:>13.1e} {r['first_step'][-1]:>13.1e}"
+        f" {r['epoch_mean'][0]:>11.1e} {r['epoch_mean'][-1]:>11.1e} {last_loss:>10} {r['accuracy']:>13.2f}%"
+    )
 
 
 def plot(results, loss_every):
@@ -141,12 +152,24 @@ def plot(results, loss_every):
         norms.plot(blocks, first, marker="o", color=color, label=f"{variant}, first step")
         norms.plot(blocks, mean, marker=".", ls="--", color=color, label=f"{variant}, mean over epoch 1")
         loss.plot(*zip(*found["losses"]), color=color, label=f"{variant}, {deepest} blocks")
-        accuracy.plot(depths, [results[(variant, d)]["accuracy"] for d in depths], marker="o", color=color, label=variant)
-    norms.set(yscale="log", xlabel="block (1 = nearest the input)", ylabel="gradient norm of the block's weights",
-              title=f"gradients reaching each of {deepest} blocks")
+        accuracy.plot(
+            depths, [results[(variant, d)]["accuracy"] for d in depths], marker="o", color=color, label=variant
+        )
+    norms.set(
+        yscale="log",
+        xlabel="block (1 = nearest the input)",
+        ylabel="gradient norm of the block's weights",
+        title=f"gradients reaching each of {deepest} blocks",
+    )
     norms.xaxis.set_major_locator(MaxNLocator(integer=True))
-    loss.set(xlabel="SGD step", ylabel=f"training loss (mean of {loss_every} batches)", title=f"training loss, {deepest} blocks")
-    accuracy.set(xscale="log", xlabel="blocks", ylabel="test accuracy (%)", title="test accuracy against depth", ylim=(0, 100))
+    loss.set(
+        xlabel="SGD step",
+        ylabel=f"training loss (mean of {loss_every} batches)",
+        title=f"training loss, {deepest} blocks",
+    )
+    accuracy.set(
+        xscale="log", xlabel="blocks", ylabel="test accuracy (%)", title="test accuracy against depth", ylim=(0, 100)
+    )
     accuracy.set_xticks(depths, [str(d) for d in depths])
     accuracy.minorticks_off()
     for ax in (norms, loss, accuracy):
@@ -174,16 +197,23 @@ def parse_depths(parser, text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--depths", default=DEPTHS, help="numbers of blocks to stack, comma-separated")
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="epochs each net trains")
     parser.add_argument("--device", default="auto", help="auto (CUDA, else Apple's MPS, else the CPU), cpu, cuda, mps")
     parser.add_argument("--data-dir", default=DATA_DIR, help="folder that holds (or receives) MNIST/raw/")
-    parser.add_argument("--out", default=argparse.SUPPRESS,
-                        help=f"the figure (.png, .svg, .pdf); by default {OUT}, or the next free name (skip_connection-2.png, ...)")
+    parser.add_argument(
+        "--out",
+        default=argparse.SUPPRESS,
+        help=f"the figure (.png, .svg, .pdf); by default {OUT}, or the next free name (skip_connection-2.png, ...)",
+    )
     parser.add_argument("--no-show", action="store_true", help="only save the figure, never open a window")
     args = parser.parse_args(argv)
-    args.out = getattr(args, "out", None) or free_name(OUT)  # an earlier run's figure is kept: its model may be edited since
+    args.out = getattr(args, "out", None) or free_name(
+        OUT
+    )  # an earlier run's figure is kept: its model may be edited since
     depths = parse_depths(parser, args.depths)
     if args.epochs < 1:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
@@ -193,8 +223,10 @@ def main(argv=None):
         parser.error(f"--device: {e}")
     if os.path.splitext(args.out)[1].lstrip(".").lower() not in FigureCanvasBase.get_supported_filetypes():
         parser.error(f"--out {args.out}: matplotlib cannot write that kind of file; use .png, .svg or .pdf")
-    print(f"device: {args.device}; {len(depths) * 2} nets, {args.epochs} epoch{'s' * (args.epochs != 1)} each;"
-          f" batch {BATCH_SIZE}, lr {LR}, momentum {MOMENTUM}, seed {SEED}")
+    print(
+        f"device: {args.device}; {len(depths) * 2} nets, {args.epochs} epoch{'s' * (args.epochs != 1)} each;"
+        f" batch {BATCH_SIZE}, lr {LR}, momentum {MOMENTUM}, seed {SEED}"
+    )
     print(HEADER, flush=True)
     try:
         results = measure(depths, args.epochs, args.device, args.data_dir, log=lambda line: print(line, flush=True))

@@ -7,6 +7,7 @@ image, a DataLoader that collates batches of 64, loss.item() after every batch, 
 
     python bench/baseline.py --net resnet --epochs 3 --data-dir data
 """
+
 import argparse
 import os
 import sys
@@ -48,7 +49,9 @@ def test(model, loader, device):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--net", choices=sorted(NETS), required=True)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--data-dir", default="data", help="folder that holds MNIST/raw/ (unpacked)")

@@ -9,6 +9,7 @@ ratios project / baseline. Below 1 means the project is faster or smaller. Secon
 and on whatever else it is doing; quote the ratios. On a noisy machine, --rounds 3 runs each side three
 times, alternating which goes first, and takes the medians.
 """
+
 import argparse
 import os
 import re
@@ -50,15 +51,21 @@ def final_accuracy(output):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("net", choices=["inception", "resnet"])
     parser.add_argument("--epochs", type=int, default=3, help="epochs each side trains")
     parser.add_argument("--data-dir", default="data", help="folder that holds MNIST/raw/")
-    parser.add_argument("--rounds", type=int, default=1, help="runs of each side; the order alternates, medians are compared")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="runs of each side; the order alternates, medians are compared"
+    )
     args = parser.parse_args(argv)
     if not hasattr(os, "wait4"):  # Windows: no way to read a finished child's peak memory
-        raise SystemExit("error: bench/compare.py needs Linux or macOS (it reads each run's peak memory with os.wait4);"
-                         " on Windows, time the scripts by hand or use WSL")
+        raise SystemExit(
+            "error: bench/compare.py needs Linux or macOS (it reads each run's peak memory with os.wait4);"
+            " on Windows, time the scripts by hand or use WSL"
+        )
     for flag, value in (("--epochs", args.epochs), ("--rounds", args.rounds)):
         if value < 1:
             parser.error(f"{flag} must be at least 1, got {value}")
@@ -75,7 +82,17 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as out:
         sides = {
             "baseline": [python, "bench/baseline.py", "--net", args.net, "--epochs", epochs, "--data-dir", data_dir],
-            "project": [python, f"train_{args.net}.py", "--epochs", epochs, "--data-dir", data_dir, "--out-dir", out, "--no-show"],
+            "project": [
+                python,
+                f"train_{args.net}.py",
+                "--epochs",
+                epochs,
+                "--data-dir",
+                data_dir,
+                "--out-dir",
+                out,
+                "--no-show",
+            ],
         }
         print(f"{args.net}, {args.epochs} epoch{'s' * (args.epochs != 1)} each, {data_dir}")
         results = {name: [] for name in sides}
@@ -83,8 +100,14 @@ def main(argv=None):
             for name in sorted(sides, reverse=round % 2 == 1):  # baseline first, then project first, ...
                 seconds, peak, output = measure(sides[name])
                 results[name].append((seconds, peak))
-                print(f"{name:<9} {seconds:7.1f} s   peak {peak:6.0f} MiB   final test accuracy {final_accuracy(output):.2f}%", flush=True)
-    (base_s, base_mib), (proj_s, proj_mib) = ([statistics.median(column) for column in zip(*results[name])] for name in sides)
+                print(
+                    f"{name:<9} {seconds:7.1f} s   peak {peak:6.0f} MiB"
+                    f"   final test accuracy {final_accuracy(output):.2f}%",
+                    flush=True,
+                )
+    (base_s, base_mib), (proj_s, proj_mib) = (
+        [statistics.median(column) for column in zip(*results[name])] for name in sides
+    )
     medians = f" (medians of {args.rounds} runs each)" if args.rounds > 1 else ""
     print(f"project / baseline: {proj_s / base_s:.2f}x the time, {proj_mib / base_mib:.2f}x the peak memory{medians}")
 

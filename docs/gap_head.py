@@ -10,6 +10,7 @@ positions into Linear(88, 10). Same seed, same batches (the data order's own gen
 train() and test(). Printed: a markdown table of parameters, test accuracy per epoch and final accuracy, and the
 last training loss; drawn: both accuracy curves (--out).
 """
+
 import argparse
 import os
 import sys
@@ -43,7 +44,9 @@ class GapInceptionNet(InceptionNet):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -70,7 +73,12 @@ def main():
         print(f"| {name} | {params:,} | {' | '.join(f'{a:.2f}%' for a in accuracies)} | {loss:.4f} |")
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name, (params, accuracies, _) in results.items():
-        ax.plot(range(1, args.epochs + 1), accuracies, marker="o", label=f"{name}: {params:,} parameters, final {accuracies[-1]:.2f}%")
+        ax.plot(
+            range(1, args.epochs + 1),
+            accuracies,
+            marker="o",
+            label=f"{name}: {params:,} parameters, final {accuracies[-1]:.2f}%",
+        )
     ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"InceptionNet's head on MNIST (seed {args.seed})")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)

@@ -13,6 +13,7 @@ For each net: the mean test accuracy per epoch over the seeds, the band from the
 seed, the mean and spread after 10 and 30 epochs, and the first epoch from which every seed, and the
 mean, stay at or above 99%.
 """
+
 import glob
 import os
 import sys
@@ -46,8 +47,13 @@ def main(root, out=None):
         per_epoch = list(zip(*(acc[:length] for acc in runs.values())))
         mean = [sum(a) / len(a) for a in per_epoch]
         epochs = range(1, length + 1)
-        ax.fill_between(epochs, [min(a) for a in per_epoch], [max(a) for a in per_epoch], alpha=0.25,
-                        label=f"lowest to highest of {len(runs)} seeds")
+        ax.fill_between(
+            epochs,
+            [min(a) for a in per_epoch],
+            [max(a) for a in per_epoch],
+            alpha=0.25,
+            label=f"lowest to highest of {len(runs)} seeds",
+        )
         ax.plot(epochs, mean, marker="o", markersize=3, label="mean")
         ax.axhline(99, color="gray", linestyle="--", linewidth=1)
         ax.set(title=f"{name}, {len(runs)} seeds, {length} epochs", xlabel="epoch")
@@ -58,11 +64,18 @@ def main(root, out=None):
         for at in (10, 30):
             if at <= length:
                 values = per_epoch[at - 1]
-                print(f"  after {at} epochs: mean {sum(values) / len(values):.2f}%, lowest {min(values):.2f}%, highest {max(values):.2f}%"
-                      f"  ({', '.join(f'{v:.2f}' for v in values)})")
+                print(
+                    f"  after {at} epochs: mean {sum(values) / len(values):.2f}%,"
+                    f" lowest {min(values):.2f}%, highest {max(values):.2f}%"
+                    f"  ({', '.join(f'{v:.2f}' for v in values)})"
+                )
         for label, series in [("mean", mean)] + list(runs.items()):
             first = first_epoch_staying_above(series)
-            print(f"  {label}: at or above 99% from epoch {first} on" if first else f"  {label}: never stays at or above 99%")
+            print(
+                f"  {label}: at or above 99% from epoch {first} on"
+                if first
+                else f"  {label}: never stays at or above 99%"
+            )
         best = max(range(length), key=mean.__getitem__)
         print(f"  best mean {mean[best]:.2f}% at epoch {best + 1}")
     axes[0].set_ylabel("test accuracy (%)")

@@ -64,7 +64,8 @@ def differences(described):
 
 def diff(folders):
     """Print the lines of the lesson files' code that differ between two runs, from their checkpoint.pt."""
-    import torch  # only --diff needs it: the code itself is kept in checkpoint.pt
+    # Only --diff needs torch: the code itself is kept in checkpoint.pt.
+    import torch
 
     codes = []
     for folder in folders:

@@ -1,4 +1,5 @@
 """Shared fixtures: a small real MNIST subset in torchvision's layout, and ways to run a script."""
+
 import contextlib
 import csv
 import gzip
@@ -48,7 +49,9 @@ def script_call(script, *args, env=None):
     pinned = CPU if script.startswith("train_") else ()
     return dict(
         args=[sys.executable, str(ROOT / script), *pinned, *map(str, args)],
-        cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        text=True,
     )
 
 
@@ -84,7 +87,9 @@ def stopped_in_epoch_2(module, out, mnist_dir, monkeypatch, stop=KeyboardInterru
         return real_train(model, device, loader, optimizer, criterion, epoch, log_every)
 
     monkeypatch.setattr(module, "train", train_then_stop)
-    code, _, err = run_main(module, "--epochs", 2, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show")
+    code, _, err = run_main(
+        module, "--epochs", 2, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show"
+    )
     monkeypatch.setattr(module, "train", real_train)
     assert code == (130 if stop is KeyboardInterrupt else 143) and f"epoch 1 saved in {out}{os.sep}" in err, err
     return err

@@ -1,4 +1,5 @@
 """The speed comparison, run for a tiny amount of work on the shipped subset so that it cannot rot."""
+
 import importlib.util
 import os
 import re
@@ -16,7 +17,9 @@ def test_compare_times_both_sides_and_prints_the_ratios(mnist_dir):
     lines = result.stdout.splitlines()
     assert lines[0] == f"resnet, 1 epoch each, {mnist_dir}"
     side = r"{} +(\d+\.\d) s   peak +(\d+) MiB   final test accuracy (\d+\.\d\d)%"
-    baseline, project = (re.fullmatch(side.format(name), line) for name, line in zip(["baseline", "project"], lines[1:3]))
+    baseline, project = (
+        re.fullmatch(side.format(name), line) for name, line in zip(["baseline", "project"], lines[1:3])
+    )
     assert baseline and project, lines
     for match in (baseline, project):
         assert float(match.group(1)) > 0 and int(match.group(2)) > 100  # torch alone takes more than 100 MiB
@@ -53,8 +56,13 @@ def test_compare_on_windows_says_what_it_needs(monkeypatch):
 
 def test_compare_refuses_a_folder_without_mnist(tmp_path, monkeypatch):
     compare = load_compare()
-    monkeypatch.setattr(compare.os, "wait4", os.waitpid, raising=False)  # Windows has none: it would stop before the data check
+    monkeypatch.setattr(
+        compare.os, "wait4", os.waitpid, raising=False
+    )  # Windows has none: it would stop before the data check
     use_proxy(monkeypatch, OFFLINE["http_proxy"])  # no download either
     code, out, err = run_main(compare, "inception", "--data-dir", tmp_path)
     assert code == 1 and out == ""
-    assert err.startswith(f"error: MNIST is not in {tmp_path / 'MNIST' / 'raw'}{os.sep} nor in {tmp_path}{os.sep}, and could not be downloaded")
+    assert err.startswith(
+        f"error: MNIST is not in {tmp_path / 'MNIST' / 'raw'}{os.sep} nor in {tmp_path}{os.sep},"
+        " and could not be downloaded"
+    )

@@ -1,5 +1,6 @@
 """python compare.py: runs told apart by their record of what ran (the script's constants, the optimizer as torch held
 it, the net, the data, the lesson files' code), as a learner's edits change it; the table, the figure, --diff."""
+
 import importlib.util
 import json
 import os
@@ -15,9 +16,11 @@ from helpers import comparison, figures
 
 SGD = "torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)"
 EDITS = {  # the learner's edits of the issue that asked for the record, each run once beside unedited runs
-    "weight-decay-constant": [("MOMENTUM = 0.5\n", "MOMENTUM = 0.5\n# SGD weight decay\nWEIGHT_DECAY = 1e-3\n"),
-                              ("seed=SEED,", "seed=SEED, weight_decay=WEIGHT_DECAY,"),
-                              (SGD, SGD[:-1] + ", weight_decay=args.weight_decay)")],
+    "weight-decay-constant": [
+        ("MOMENTUM = 0.5\n", "MOMENTUM = 0.5\n# SGD weight decay\nWEIGHT_DECAY = 1e-3\n"),
+        ("seed=SEED,", "seed=SEED, weight_decay=WEIGHT_DECAY,"),
+        (SGD, SGD[:-1] + ", weight_decay=args.weight_decay)"),
+    ],
     "weight-decay-in-sgd": [(SGD, SGD[:-1] + ", weight_decay=1e-3)")],
     "adam": [(SGD, "torch.optim.Adam(model.parameters(), lr=0.001)")],
 }
@@ -31,7 +34,13 @@ def runs(tmp_path_factory, mnist_dir):
         train(train_resnet, root / name, "--epochs", 1, mnist_dir=mnist_dir)
     for name, edits in EDITS.items():
         script = edited(root / "scripts" / name, "train_resnet.py", *edits)
-        train(load_script(script, name.replace(" ", "_").replace("-", "_")), root / name, "--epochs", 1, mnist_dir=mnist_dir)
+        train(
+            load_script(script, name.replace(" ", "_").replace("-", "_")),
+            root / name,
+            "--epochs",
+            1,
+            mnist_dir=mnist_dir,
+        )
     with pytest.MonkeyPatch.context() as monkeypatch:
         models = edited(root / "scripts" / "no-skip", "models.py", ("return F.relu(x + y)", "return F.relu(y)"))
         script = load_script(train_resnet.__file__, "no_skip", models=models, monkeypatch=monkeypatch)
@@ -54,16 +63,24 @@ def compare(*args):
 def table(out):
     """{run: what differs} and the shared line, from compare.py's table."""
     lines = out.splitlines()
-    rows = {line.split()[0]: line.split("  ")[-1].strip() for line in lines[1:] if not line.startswith(("shared", " "))
-            and "compared:" not in line}
+    rows = {
+        line.split()[0]: line.split("  ")[-1].strip()
+        for line in lines[1:]
+        if not line.startswith(("shared", " ")) and "compared:" not in line
+    }
     shared = next((line for line in lines if line.startswith("shared by all runs: ")), "")
     return rows, shared
 
 
-@pytest.mark.parametrize("edit, names", [("weight-decay-constant", ["weight_decay 0.001", "train_resnet.py"]),
-                                         ("weight-decay-in-sgd", ["weight_decay 0.001", "train_resnet.py"]),
-                                         ("adam", ["Adam", "lr 0.001", "train_resnet.py"]),
-                                         ("no-skip", ["models.py"])])
+@pytest.mark.parametrize(
+    "edit, names",
+    [
+        ("weight-decay-constant", ["weight_decay 0.001", "train_resnet.py"]),
+        ("weight-decay-in-sgd", ["weight_decay 0.001", "train_resnet.py"]),
+        ("adam", ["Adam", "lr 0.001", "train_resnet.py"]),
+        ("no-skip", ["models.py"]),
+    ],
+)
 def test_an_edit_is_named_and_the_shared_line_claims_only_what_both_used(runs, edit, names, tmp_path):
     code, out, err, fig = compare(runs / "plain", runs / edit, "-o", tmp_path / "c.png")
     assert code == 0 and err == "", err
@@ -85,7 +102,9 @@ def test_the_weight_decay_constant_is_a_flag(runs, capsys):
         script.main(["--help"])
     assert "--weight-decay WEIGHT_DECAY SGD weight decay (default: 0.001)" in " ".join(capsys.readouterr().out.split())
     settings = json.loads((runs / "weight-decay-constant" / "settings.json").read_text(encoding="utf-8"))
-    assert settings["flags"]["weight_decay"] == 0.001 and settings["optimizer"]["param_groups"][0]["weight_decay"] == 0.001
+    assert (
+        settings["flags"]["weight_decay"] == 0.001 and settings["optimizer"]["param_groups"][0]["weight_decay"] == 0.001
+    )
 
 
 def test_two_unedited_runs_differ_in_nothing(runs, tmp_path):
@@ -116,12 +135,26 @@ def write_run(folder, accuracies, **changed):
     folder.mkdir(parents=True)
     rows = [f"{e},{1 / e:.6f},{a:.2f},1.00" for e, a in enumerate(accuracies, 1)]
     (folder / "metrics.csv").write_text("\n".join(["epoch,train_loss,test_accuracy,train_seconds", *rows, ""]))
-    flags = {"epochs": 3, "batch_size": 64, "lr": 0.01, "momentum": 0.5, "seed": 0, "out_dir": str(folder),
-             **changed.pop("flags", {})}
-    record = {"script": "train_resnet.py", "net": "ResidualNet", "parameters": 41514, "flags": flags,
-              "optimizer": {"class": "SGD", "param_groups": [{"lr": flags["lr"], "momentum": 0.5, "foreach": None}]},
-              "data": {"training_images": 60000, "test_images": 10000}, "device": "cpu",
-              "code": {"train_resnet.py": "0a8531062ced", "models.py": "b26a5b6b66ce"}, **changed}
+    flags = {
+        "epochs": 3,
+        "batch_size": 64,
+        "lr": 0.01,
+        "momentum": 0.5,
+        "seed": 0,
+        "out_dir": str(folder),
+        **changed.pop("flags", {}),
+    }
+    record = {
+        "script": "train_resnet.py",
+        "net": "ResidualNet",
+        "parameters": 41514,
+        "flags": flags,
+        "optimizer": {"class": "SGD", "param_groups": [{"lr": flags["lr"], "momentum": 0.5, "foreach": None}]},
+        "data": {"training_images": 60000, "test_images": 10000},
+        "device": "cpu",
+        "code": {"train_resnet.py": "0a8531062ced", "models.py": "b26a5b6b66ce"},
+        **changed,
+    }
     (folder / "settings.json").write_text(json.dumps(record))
     return folder
 
@@ -135,10 +168,17 @@ def test_every_run_under_runs_in_order_and_only_what_differs(tmp_path, monkeypat
     lines = out.splitlines()
     assert lines[0].split() == ["run", "epochs", "final", "best", "(epoch)", "differs"]
     assert [line.split() for line in lines[1:4]] == [
-        [os.path.join("runs", name), "3", final, final, "(3)", "lr", lr] for name, lr, final in
-        (("resnet", "0.01", "98.61%"), ("resnet-2", "0.05", "98.65%"), ("resnet-10", "0.1", "98.70%"))]
-    assert lines[4] == ("shared by all runs: ResidualNet, 41,514 parameters, SGD, momentum 0.5, --epochs 3, --batch-size 64,"
-                        " --seed 0, 60,000 training images, 10,000 test images, cpu")
+        [os.path.join("runs", name), "3", final, final, "(3)", "lr", lr]
+        for name, lr, final in (
+            ("resnet", "0.01", "98.61%"),
+            ("resnet-2", "0.05", "98.65%"),
+            ("resnet-10", "0.1", "98.70%"),
+        )
+    ]
+    assert lines[4] == (
+        "shared by all runs: ResidualNet, 41,514 parameters, SGD, momentum 0.5, --epochs 3, --batch-size 64,"
+        " --seed 0, 60,000 training images, 10,000 test images, cpu"
+    )
     assert lines[5] == f"3 runs compared: {os.path.join('runs', 'comparison.png')}"
     assert [t.get_text() for t in fig.legends[0].get_texts()][0] == "resnet: lr 0.01 (98.61%)"
     assert list(fig.axes[0].lines[0].get_ydata()) == [97.4, 98.3, 98.61]
@@ -190,8 +230,10 @@ def test_the_figure_format_follows_the_file_name(tmp_path):
 
 
 def test_thirty_and_more_runs_stay_readable(tmp_path):
-    folders = [write_run(tmp_path / "runs" / f"resnet-{n}", [90 + n / 10, 95 + n / 10], flags={"lr": round(0.01 * n, 2)})
-               for n in range(1, 34)]  # an afternoon of edit, run, compare
+    folders = [
+        write_run(tmp_path / "runs" / f"resnet-{n}", [90 + n / 10, 95 + n / 10], flags={"lr": round(0.01 * n, 2)})
+        for n in range(1, 34)
+    ]  # an afternoon of edit, run, compare
     code, out, err, fig = compare(*folders, "-o", tmp_path / "c.png")
     assert code == 0, err
     fig.canvas.draw()
@@ -199,7 +241,9 @@ def test_thirty_and_more_runs_stay_readable(tmp_path):
     texts = [t.get_text() for t in legend.get_texts()]
     assert len(texts) == 33 == len(set(texts))  # every run, each told apart
     box, inside = legend.get_window_extent(), fig.bbox
-    assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1  # nothing cut off
+    assert (
+        inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+    )  # nothing cut off
     assert fig.texts[0].get_window_extent().y1 <= box.y0 + 1  # the footnote below the legend, not over it
     assert fig.axes[0].get_window_extent().y0 >= box.y1 - 1  # the legend below the plot
     styles = {(line.get_color(), line.get_linestyle()) for line in fig.axes[0].lines if line.get_label()[0] != "_"}
@@ -208,7 +252,8 @@ def test_thirty_and_more_runs_stay_readable(tmp_path):
 
 
 def test_a_chinese_font_is_put_behind_the_default_one(monkeypatch):
-    """Where the system has one (here a stand-in: DejaVu Sans under a Chinese font's name), it comes after the default."""
+    """Where the system has one (a stand-in here: DejaVu Sans under a Chinese font's name), it comes after the
+    default one."""
     fake = font_manager.FontEntry(fname=font_manager.findfont("DejaVu Sans"), name="Microsoft YaHei")
     monkeypatch.setattr(font_manager.fontManager, "ttflist", [*font_manager.fontManager.ttflist, fake])
     assert figures.fonts()["font.family"] == [*plt.rcParams["font.family"], "Microsoft YaHei"]
@@ -225,7 +270,13 @@ def test_a_plot_of_one_epoch_has_whole_epochs_and_stays_under_100_percent():
 
 def test_differences_leave_a_constant_to_the_optimizer_that_holds_it():
     sgd = {"optimizer": "SGD", "lr": "lr 0.01", "momentum": "momentum 0.5", "--lr": "--lr 0.01", "--seed": "--seed 0"}
-    adam = {"optimizer": "Adam", "lr": "lr 0.001", "--lr": "--lr 0.01", "--momentum": "--momentum 0.5", "--seed": "--seed 0"}
+    adam = {
+        "optimizer": "Adam",
+        "lr": "lr 0.001",
+        "--lr": "--lr 0.01",
+        "--momentum": "--momentum 0.5",
+        "--seed": "--seed 0",
+    }
     assert comparison.differences([sgd, adam, {}]) == (["optimizer", "lr", "momentum"], ["--seed"])
 
 
@@ -233,8 +284,11 @@ def test_the_thirty_epoch_figure_reads_run_folders(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("thirty_epochs", ROOT / "docs" / "thirty_epochs.py")
     thirty = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(thirty)
-    for name, accuracies in [("resnet-s0", [98.0, 99.1, 99.2]), ("resnet-s1", [98.5, 98.9, 99.0]),
-                             ("inception-s0", [97.0, 98.0, 98.5])]:
+    for name, accuracies in [
+        ("resnet-s0", [98.0, 99.1, 99.2]),
+        ("resnet-s1", [98.5, 98.9, 99.0]),
+        ("inception-s0", [97.0, 98.0, 98.5]),
+    ]:
         write_run(tmp_path / name, accuracies)
     thirty.main(str(tmp_path), out=str(tmp_path / "thirty.png"))
     out = capsys.readouterr().out

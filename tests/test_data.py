@@ -6,7 +6,9 @@ from data import MEAN, STD, TEST_BATCH_SIZE, Batches, mnist_loaders, normalize
 
 def test_batches_equal_torchvisions_totensor_and_normalize(mnist_dir):
     reference = datasets.MNIST(
-        mnist_dir, train=False, transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+        mnist_dir,
+        train=False,
+        transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]),
     )
     expected_images = torch.stack([reference[i][0] for i in range(len(reference))])
     expected_labels = torch.tensor([reference[i][1] for i in range(len(reference))])

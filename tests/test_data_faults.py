@@ -1,4 +1,5 @@
 """Bad data meets one clear message, exit code 1, and the user's files left as they were."""
+
 import gzip
 import os
 import socket
@@ -22,7 +23,10 @@ def test_failed_download_says_where_the_files_go(module, tmp_path, monkeypatch):
     data_dir = tmp_path / "data"
     code, out, err = run_main(module, "--data-dir", data_dir, "--out-dir", tmp_path / "out", "--no-show")
     assert code == 1
-    assert f"MNIST is not in {data_dir / 'MNIST' / 'raw'}{os.sep} nor in {data_dir}{os.sep}, and could not be downloaded" in err
+    assert (
+        f"MNIST is not in {data_dir / 'MNIST' / 'raw'}{os.sep} nor in {data_dir}{os.sep}, and could not be downloaded"
+        in err
+    )
     assert all(name in err for name, _, _ in FILES) and "train-images.idx3-ubyte" in err  # both names
     error_lines = [line for line in err.splitlines() if "download error:" in line]
     assert len(error_lines) == 1 and "refused" in error_lines[0].lower()
@@ -38,12 +42,16 @@ def test_an_empty_data_dir_is_the_working_folder(mnist_dir, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     with pytest.raises(data.DataError) as error:
         data.read_mnist("")
-    assert str(error.value).startswith(f"error: MNIST is not in {os.path.join(os.curdir, 'MNIST', 'raw')}{os.sep} nor in {os.curdir}{os.sep},")
+    assert str(error.value).startswith(
+        f"error: MNIST is not in {os.path.join(os.curdir, 'MNIST', 'raw')}{os.sep} nor in {os.curdir}{os.sep},"
+    )
 
 
 @pytest.mark.slow
 def test_failed_download_from_the_command_line(tmp_path):
-    result = run_script("train_resnet.py", "--data-dir", tmp_path / "data", "--out-dir", tmp_path / "out", "--no-show", env=OFFLINE)
+    result = run_script(
+        "train_resnet.py", "--data-dir", tmp_path / "data", "--out-dir", tmp_path / "out", "--no-show", env=OFFLINE
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: MNIST is not in ")
@@ -83,7 +91,11 @@ def one_label_short(path):
     [
         ("train-images-idx3-ubyte", truncate, ["is truncated", "promises 2000 x 28 x 28 bytes", "5000 bytes"]),
         ("t10k-labels-idx1-ubyte", wrong_magic, ["magic number 0x1f8b0800, not 0x00000801", "not an MNIST label file"]),
-        ("train-labels-idx1-ubyte", one_label_short, ["has 2000 images but", "train-labels-idx1-ubyte has 1999 labels"]),
+        (
+            "train-labels-idx1-ubyte",
+            one_label_short,
+            ["has 2000 images but", "train-labels-idx1-ubyte has 1999 labels"],
+        ),
     ],
 )
 def test_bad_data_file_is_named_and_left_alone(name, damage, words, own_mnist, tmp_path):
@@ -109,7 +121,10 @@ def gz_only(raw):
 SLOW = pytest.mark.slow
 
 
-@pytest.mark.parametrize("layout", [pytest.param("gz in MNIST/raw", marks=SLOW), pytest.param("dotted names, flat", marks=SLOW), "dotted gz, flat"])
+@pytest.mark.parametrize(
+    "layout",
+    [pytest.param("gz in MNIST/raw", marks=SLOW), pytest.param("dotted names, flat", marks=SLOW), "dotted gz, flat"],
+)
 def test_files_are_read_where_they_are_under_either_name_and_left_untouched(layout, own_mnist, tmp_path):
     raw = own_mnist / "MNIST" / "raw"
     if layout != "dotted names, flat":
@@ -120,7 +135,9 @@ def test_files_are_read_where_they_are_under_either_name_and_left_untouched(layo
         raw.rmdir()
         (own_mnist / "MNIST").rmdir()
     before = digest(own_mnist if layout != "gz in MNIST/raw" else raw)
-    code, out, err = run_main(train_resnet, "--epochs", 1, "--data-dir", own_mnist, "--out-dir", tmp_path / "out", "--no-show")
+    code, out, err = run_main(
+        train_resnet, "--epochs", 1, "--data-dir", own_mnist, "--out-dir", tmp_path / "out", "--no-show"
+    )
     assert code == 0, err
     assert "ResidualNet: 41,514 parameters, 2,000 training images" in out and "epoch 1: test accuracy" in out
     assert digest(own_mnist if layout != "gz in MNIST/raw" else raw) == before  # nothing unpacked, added or changed
@@ -133,7 +150,11 @@ def test_an_empty_gz_is_named_and_leaves_nothing_behind(own_mnist, tmp_path):
     (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"")  # an interrupted download
     before = digest(raw)
     code, out, err = run_main(train_resnet, "--data-dir", own_mnist, "--out-dir", tmp_path / "out", "--no-show")
-    assert code == 1 and err.strip() == f"error: {raw / 't10k-labels-idx1-ubyte.gz'} is empty (an interrupted download?). Replace the file."
+    assert (
+        code == 1
+        and err.strip()
+        == f"error: {raw / 't10k-labels-idx1-ubyte.gz'} is empty (an interrupted download?). Replace the file."
+    )
     assert digest(raw) == before
 
 

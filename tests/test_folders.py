@@ -1,4 +1,5 @@
 """Every run kept: a new run never replaces another; runs started together each get a folder of their own."""
+
 import json
 import os
 import subprocess
@@ -19,7 +20,9 @@ def here(tmp_path, monkeypatch):
 
 
 def train(*args, mnist_dir):
-    code, out, err = run_main(train_resnet, "--epochs", 1, "--log-every", 10, "--data-dir", mnist_dir, "--no-show", *args)
+    code, out, err = run_main(
+        train_resnet, "--epochs", 1, "--log-every", 10, "--data-dir", mnist_dir, "--no-show", *args
+    )
     assert code == 0, err
     return out
 
@@ -60,12 +63,27 @@ def test_runs_started_at_the_same_moment_get_their_own_folders(tmp_path):
 
 @pytest.mark.slow
 def test_six_runs_started_at_once_into_a_new_parent(tmp_path, mnist_dir):
-    processes = [subprocess.Popen(**script_call("train_resnet.py", "--epochs", 1, "--data-dir", mnist_dir, "--out-dir",
-                                                tmp_path / "new" / "resnet", "--no-show"), stdout=subprocess.PIPE)
-                 for _ in range(6)]
+    processes = [
+        subprocess.Popen(
+            **script_call(
+                "train_resnet.py",
+                "--epochs",
+                1,
+                "--data-dir",
+                mnist_dir,
+                "--out-dir",
+                tmp_path / "new" / "resnet",
+                "--no-show",
+            ),
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(6)
+    ]
     said = [process.communicate(timeout=300)[0] for process in processes]
     assert [process.returncode for process in processes] == [0] * 6
-    folders = sorted(line.split(": ", 1)[1] for out in said for line in out.splitlines() if line.startswith("results: "))
+    folders = sorted(
+        line.split(": ", 1)[1] for out in said for line in out.splitlines() if line.startswith("results: ")
+    )
     expected = ["resnet", *(f"resnet-{n}" for n in range(2, 7))]
     assert folders == sorted(f"{tmp_path / 'new' / name}{os.sep}" for name in expected)
     assert sorted(os.listdir(tmp_path / "new")) == sorted(expected)

@@ -1,5 +1,6 @@
 """The lecture's own DataLoader slots into a script: replace the line that calls mnist_loaders() by the lecture's
-DataLoaders (ToTensor, Normalize, shuffle=True), change nothing else, and the script trains, saves, plots and resumes."""
+DataLoaders (ToTensor, Normalize, shuffle=True), change nothing else, and the script trains, saves, plots, resumes."""
+
 import re
 
 import pytest
@@ -38,7 +39,10 @@ def test_the_lectures_dataloader_trains_saves_and_plots(lecture, mnist_dir, tmp_
     record = torch.load(tmp_path / "lecture" / "checkpoint.pt", weights_only=True)["record"]
     # The data the run used, and the lesson files: data.py is not among them (torch's DataLoader fed it).
     assert record["data"] == {"training_images": 2000, "test_images": 500}
-    assert list(record["code"]) == ["train_resnet.py", "models.py"] and "DataLoader(train_dataset" in record["code"]["train_resnet.py"]
+    assert (
+        list(record["code"]) == ["train_resnet.py", "models.py"]
+        and "DataLoader(train_dataset" in record["code"]["train_resnet.py"]
+    )
 
 
 @pytest.mark.slow

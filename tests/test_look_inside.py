@@ -1,5 +1,6 @@
 """look_inside.py: its knock-outs against an independent forward pass on the same weights, its measurements, the
 net left as it was, the figures (inside.png, mistakes.png), and the refusals."""
+
 import shutil
 import signal
 import subprocess
@@ -15,7 +16,12 @@ import train_resnet
 from conftest import run_main, script_call, train
 from data import MEAN, STD, Batches, mnist_loaders
 
-SLICES = {"1x1": slice(0, 16), "5x5": slice(16, 40), "3x3 -> 3x3": slice(40, 64), "pool": slice(64, 88)}  # 16 + 24 + 24 + 24
+SLICES = {
+    "1x1": slice(0, 16),
+    "5x5": slice(16, 40),
+    "3x3 -> 3x3": slice(40, 64),
+    "pool": slice(64, 88),
+}  # 16 + 24 + 24 + 24
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +53,7 @@ def accuracy_of(forward, loader):
 
 def inception_forward(model, zeroed_in, channels):
     """The lecture's InceptionNet.forward, written out, with channels of the named blocks' outputs set to zero."""
+
     def forward(x):
         x = F.relu(model.mp(model.conv1(x)))
         y = model.incep1(x)
@@ -63,6 +70,7 @@ def inception_forward(model, zeroed_in, channels):
 
 def resnet_forward(model, changed_in, block):
     """ResidualNet.forward written out, the named blocks replaced by block(res, x)."""
+
     def forward(x):
         x = F.relu(model.mp(model.conv1(x)))
         x = block(model.res1, x) if "res1" in changed_in else model.res1(x)
@@ -81,7 +89,9 @@ def test_inception_knockouts_equal_zeroing_the_branch_channels(runs, test_loader
     assert set(knocked) == {(b, w) for b in SLICES for w in ("incep1", "incep2", "both")}
     for (branch, where), value in knocked.items():
         blocks = ("incep1", "incep2") if where == "both" else (where,)
-        assert value == pytest.approx(accuracy_of(inception_forward(model, blocks, SLICES[branch]), test_loader), abs=1e-9), (branch, where)
+        assert value == pytest.approx(
+            accuracy_of(inception_forward(model, blocks, SLICES[branch]), test_loader), abs=1e-9
+        ), (branch, where)
     assert knocked["1x1", "both"] != intact
     for block in ("incep1", "incep2"):
         assert sum(energy[block].values()) == pytest.approx(1.0, abs=1e-6)
@@ -98,8 +108,12 @@ def test_resnet_knockouts_equal_the_block_without_its_skip_or_its_residual(runs,
     no_residual = lambda res, x: F.relu(x)  # noqa: E731
     for where in ("res1", "res2", "both"):
         blocks = ("res1", "res2") if where == "both" else (where,)
-        assert knocked["without the skip", where] == pytest.approx(accuracy_of(resnet_forward(model, blocks, no_skip), test_loader), abs=1e-9)
-        assert knocked["without F(x)", where] == pytest.approx(accuracy_of(resnet_forward(model, blocks, no_residual), test_loader), abs=1e-9)
+        assert knocked["without the skip", where] == pytest.approx(
+            accuracy_of(resnet_forward(model, blocks, no_skip), test_loader), abs=1e-9
+        )
+        assert knocked["without F(x)", where] == pytest.approx(
+            accuracy_of(resnet_forward(model, blocks, no_residual), test_loader), abs=1e-9
+        )
     with torch.no_grad():
         x = torch.cat([F.relu(model.mp(model.conv1(images))) for images, _ in test_loader])
         fx = model.res1.conv2(F.relu(model.res1.conv1(x)))
@@ -126,8 +140,9 @@ def test_multiply_add_shares_follow_the_branch_layers():
     assert shares == pytest.approx({b: c / sum(counts.values()) for b, c in counts.items()})
 
 
-@pytest.mark.parametrize("net, folder", [pytest.param("inception", "inception", marks=pytest.mark.slow),
-                                         ("resnet", "实验一")])  # a Chinese folder name, as the course's students make them
+@pytest.mark.parametrize(
+    "net, folder", [pytest.param("inception", "inception", marks=pytest.mark.slow), ("resnet", "实验一")]
+)  # a Chinese folder name, as the course's students make them
 def test_the_command_prints_the_table_and_writes_the_figures(runs, mnist_dir, net, folder):
     if folder != net:
         shutil.copytree(runs / net, runs / folder, dirs_exist_ok=True)
@@ -136,7 +151,9 @@ def test_the_command_prints_the_table_and_writes_the_figures(runs, mnist_dir, ne
     assert "intact" in out and ("zeroed in" if net == "inception" else "without the skip") in out
     assert "a knock-out measures how much this trained net relies on a part" in out
     assert (runs / folder / "inside.png").stat().st_size > 10_000
-    assert str(mnist_dir) in open(runs / folder / "settings.json", encoding="utf-8").read()  # the run's own data was found
+    assert (
+        str(mnist_dir) in open(runs / folder / "settings.json", encoding="utf-8").read()
+    )  # the run's own data was found
     # mistakes.png beside it: the test digits those weights get wrong, counted as test() counts them.
     intact = float(out.split("intact ")[1].split("%")[0])
     wrong = int(out.split("mistakes: ")[1].split(" of 500")[0])
@@ -164,15 +181,23 @@ def test_what_is_not_a_finished_run_is_refused_in_one_line(tmp_path, monkeypatch
     code, out, err = run_main(look_inside, *([] if case == "no runs" else [target]), "--no-show")
     assert code != 0
     assert len(err.strip().splitlines()) == 1 and err.startswith("error:") and "Traceback" not in err, err
-    expected = {"missing": "does not exist", "file": "is a file", "empty": "has no model.pt", "damaged": "is damaged",
-                "no runs": "no run under runs"}[case]
+    expected = {
+        "missing": "does not exist",
+        "file": "is a file",
+        "empty": "has no model.pt",
+        "damaged": "is damaged",
+        "no runs": "no run under runs",
+    }[case]
     assert expected in err
 
 
 @pytest.mark.slow
 def test_ctrl_c_is_one_line(runs):
-    process = subprocess.Popen(**script_call("look_inside.py", runs / "inception", "--no-show", "--device", "cpu"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        **script_call("look_inside.py", runs / "inception", "--no-show", "--device", "cpu"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert process.stdout.readline().startswith("device:")  # loaded, now evaluating
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
@@ -199,7 +224,9 @@ def test_mistakes_are_the_wrong_predictions_most_confident_first():
     logits[3, 8] = 6.0  # less sure it is an 8
     logits[4, 9] = 12.0  # surest of all
     images = torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1).expand(6, 1, 28, 28).contiguous()
-    wrong, true, predicted, confidence = look_inside.find_mistakes(Lookup(logits), Batches(images, labels, batch_size=4))
+    wrong, true, predicted, confidence = look_inside.find_mistakes(
+        Lookup(logits), Batches(images, labels, batch_size=4)
+    )
     assert (wrong[:, 0, 0, 0] * STD + MEAN).mul(255).round().long().tolist() == [4, 1, 3]  # the images themselves
     assert true.tolist() == [4, 1, 3] and predicted.tolist() == [9, 7, 8]
     assert confidence.tolist() == sorted(confidence.tolist(), reverse=True)

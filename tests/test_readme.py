@@ -1,12 +1,17 @@
 """The READMEs and docs/ pages: the two READMEs give the same commands, every command line works as typed in
 cmd.exe and Windows PowerShell 5.1, the pages they link exist, and the READMEs stay short."""
+
 import re
 
 import pytest
 
 from conftest import ROOT
 
-PAGES = ["README.md", "README.zh-CN.md", *(p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "docs").glob("*.md")))]
+PAGES = [
+    "README.md",
+    "README.zh-CN.md",
+    *(p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "docs").glob("*.md"))),
+]
 
 
 def code_lines(name):
@@ -27,8 +32,12 @@ def commands(name):
 
 def test_both_readmes_give_the_same_install_run_and_test_commands():
     english, chinese = commands("README.md"), commands("README.zh-CN.md")
-    quick_start = ["python -m pip install -r requirements.txt", "python train_resnet.py",
-                   "python -m pip install -r requirements.txt pytest", "python -m pytest"]
+    quick_start = [
+        "python -m pip install -r requirements.txt",
+        "python train_resnet.py",
+        "python -m pip install -r requirements.txt pytest",
+        "python -m pytest",
+    ]
     assert english[:4] == quick_start
     assert 'python -c "import torch; print(torch.cuda.is_available())"' in english
     assert chinese == english
@@ -38,7 +47,9 @@ def test_both_readmes_give_the_same_install_run_and_test_commands():
 def test_every_command_line_works_as_typed_in_cmd_and_powershell(page):
     """cmd.exe passes `#` and what follows to the script; neither shell continues a line after `\\`; VAR=1 python
     is bash's; in cmd there is no diff, and PowerShell's diff compares the two names, not the files."""
-    lines = [line for line in code_lines(page) if re.match(r"(pip|python|py|diff|git|set|\$env:|[A-Z_]+=\S* )( |\b)", line)]
+    lines = [
+        line for line in code_lines(page) if re.match(r"(pip|python|py|diff|git|set|\$env:|[A-Z_]+=\S* )( |\b)", line)
+    ]
     for line in lines:
         assert " #" not in line and not line.startswith("#"), f"{page}: a comment on a command line: {line}"
         assert not line.endswith("\\"), f"{page}: a continued line: {line}"
@@ -81,10 +92,22 @@ def test_every_local_link_and_image_exists(page):
 def test_the_readmes_stay_short_and_link_the_docs():
     assert len((ROOT / "README.md").read_bytes()) <= 9_100
     assert len((ROOT / "README.zh-CN.md").read_bytes()) <= 12_000
-    for readme, troubleshooting in (("README.md", "docs/troubleshooting.md"), ("README.zh-CN.md", "docs/troubleshooting.zh-CN.md")):
+    for readme, troubleshooting in (
+        ("README.md", "docs/troubleshooting.md"),
+        ("README.zh-CN.md", "docs/troubleshooting.zh-CN.md"),
+    ):
         text = (ROOT / readme).read_text(encoding="utf-8")
-        for page in ("docs/runs.md", "docs/flags.md", "docs/results.md", "docs/skip_connection.md", "docs/multiply_adds.md",
-                     "docs/performance.md", troubleshooting, "docs/testing.md", "docs/gap_head.md"):
+        for page in (
+            "docs/runs.md",
+            "docs/flags.md",
+            "docs/results.md",
+            "docs/skip_connection.md",
+            "docs/multiply_adds.md",
+            "docs/performance.md",
+            troubleshooting,
+            "docs/testing.md",
+            "docs/gap_head.md",
+        ):
             assert f"]({page})" in text, (readme, page)
 
 

@@ -1,5 +1,6 @@
 """--resume: checkpoint.pt is all it reads, and a resumed run is the same run, bit for bit on a CPU; a resume that
 cannot be right is refused in one line and changes nothing."""
+
 import json
 import os
 import shlex
@@ -12,7 +13,19 @@ import torch
 
 import train_inception
 import train_resnet
-from conftest import ROOT, assert_same_results, digest, edited, load_script, results, run_main, script_call, stopped_in_epoch_2, train, write_mnist
+from conftest import (
+    ROOT,
+    assert_same_results,
+    digest,
+    edited,
+    load_script,
+    results,
+    run_main,
+    script_call,
+    stopped_in_epoch_2,
+    train,
+    write_mnist,
+)
 from helpers.run import Stop
 
 
@@ -48,8 +61,9 @@ def test_a_finished_run_extended_equals_an_uninterrupted_one(saved_run, resnet_2
 
 
 @pytest.mark.parametrize("stop", [KeyboardInterrupt, pytest.param(Stop, marks=pytest.mark.slow)])
-def test_ctrl_c_or_a_kill_in_epoch_2_keeps_epoch_1_and_the_printed_command_finishes_it(stop, tmp_path, mnist_dir,
-                                                                                        resnet_2_epochs, monkeypatch):
+def test_ctrl_c_or_a_kill_in_epoch_2_keeps_epoch_1_and_the_printed_command_finishes_it(
+    stop, tmp_path, mnist_dir, resnet_2_epochs, monkeypatch
+):
     out = tmp_path / "run"
     err = stopped_in_epoch_2(train_resnet, out, mnist_dir, monkeypatch, stop)
     what = "interrupted" if stop is KeyboardInterrupt else "terminated"
@@ -72,8 +86,12 @@ def test_inception_resumed_equals_uninterrupted(mnist_dir, tmp_path):
 def signal_in_epoch_2(out, how, mnist_dir):
     """Start a 2-epoch run as a user would, and send it `how` in the middle of its second epoch."""
     args = ["--epochs", 2, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show"]
-    process = subprocess.Popen(**script_call("train_resnet.py", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
+    process = subprocess.Popen(
+        **script_call("train_resnet.py", *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # as in a terminal
     for line in process.stdout:
         if line.startswith("[2,    10]"):  # 10 of epoch 2's 32 batches are done
             process.send_signal(how)
@@ -84,8 +102,10 @@ def signal_in_epoch_2(out, how, mnist_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how, code, what", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated"),
-                                             (signal.SIGKILL, -signal.SIGKILL, None)])
+@pytest.mark.parametrize(
+    "how, code, what",
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated"), (signal.SIGKILL, -signal.SIGKILL, None)],
+)
 def test_a_real_signal_in_epoch_2_then_resumed(how, code, what, tmp_path, resnet_2_epochs, mnist_dir):
     out = tmp_path / "out"
     returncode, stderr = signal_in_epoch_2(out, how, mnist_dir)
@@ -102,10 +122,14 @@ def test_the_checkpoint_holds_the_run_and_its_record(saved_run):
     state = torch.load(saved_run / "checkpoint.pt", weights_only=True)
     record = state["record"]
     assert record["net"] == "ResidualNet" and record["parameters"] == 41_514 and record["script"] == "train_resnet.py"
-    assert {name: record["flags"][name] for name in ("epochs", "batch_size", "lr", "momentum", "seed", "log_every")} == {
-        "epochs": 1, "batch_size": 64, "lr": 0.01, "momentum": 0.5, "seed": 0, "log_every": 10}
+    assert {
+        name: record["flags"][name] for name in ("epochs", "batch_size", "lr", "momentum", "seed", "log_every")
+    } == {"epochs": 1, "batch_size": 64, "lr": 0.01, "momentum": 0.5, "seed": 0, "log_every": 10}
     assert record["optimizer"]["class"] == "SGD"
-    assert record["optimizer"]["param_groups"][0]["lr"] == 0.01 and record["optimizer"]["param_groups"][0]["momentum"] == 0.5
+    assert (
+        record["optimizer"]["param_groups"][0]["lr"] == 0.01
+        and record["optimizer"]["param_groups"][0]["momentum"] == 0.5
+    )
     assert record["data"] == {"training_images": 2000, "test_images": 500} and record["device"] == "cpu"
     assert list(record["code"]) == ["train_resnet.py", "models.py", "data.py"]
     assert record["code"]["models.py"] == (ROOT / "models.py").read_text(encoding="utf-8")  # the text itself
@@ -144,8 +168,9 @@ def test_settings_json_is_never_read(settings, saved_run, tmp_path, mnist_dir, m
 
 def test_edited_code_is_one_note(saved_run, tmp_path, mnist_dir):
     script = edited(tmp_path, "train_resnet.py", ("LOG_EVERY = 300", "LOG_EVERY = 20"))
-    log = train(load_script(script, "train_resnet_edited"), saved_run, "--epochs", 2, "--resume", saved_run,
-                mnist_dir=mnist_dir)
+    log = train(
+        load_script(script, "train_resnet_edited"), saved_run, "--epochs", 2, "--resume", saved_run, mnist_dir=mnist_dir
+    )
     assert "note: train_resnet.py changed since the run began; it goes on with the code as it is now" in log
     assert "epoch 2: test accuracy" in log and "[2,    10] loss" in log  # the run's own LOG_EVERY, not the edited one
 
@@ -162,23 +187,32 @@ def refused(module, folder, *args, data=None):
     return code, err
 
 
-@pytest.mark.parametrize("flag, given, saved", [("--batch-size", "32", "64"), ("--lr", "0.05", "0.01"),
-                                                ("--seed", "1", "0"), ("--log-every", "5", "10")])
+@pytest.mark.parametrize(
+    "flag, given, saved",
+    [("--batch-size", "32", "64"), ("--lr", "0.05", "0.01"), ("--seed", "1", "0"), ("--log-every", "5", "10")],
+)
 def test_a_typed_flag_that_differs_is_refused(saved_run, flag, given, saved):
     code, err = refused(train_resnet, saved_run, "--epochs", 3, flag, given)
     assert code == 2 and err.count("\n") == 1
-    assert err == (f"train_resnet.py: error: --resume {saved_run}: {flag} {given} differs from the run's {saved};"
-                   " nothing was changed\n")
+    assert err == (
+        f"train_resnet.py: error: --resume {saved_run}: {flag} {given} differs from the run's {saved};"
+        " nothing was changed\n"
+    )
 
 
 def test_the_same_value_typed_again_is_fine(saved_run, mnist_dir):
-    log = train(train_resnet, saved_run, "--resume", saved_run, "--epochs", 2, "--lr", 0.01, "--seed", 0, mnist_dir=mnist_dir)
+    log = train(
+        train_resnet, saved_run, "--resume", saved_run, "--epochs", 2, "--lr", 0.01, "--seed", 0, mnist_dir=mnist_dir
+    )
     assert "epoch 2: test accuracy" in log
 
 
 def test_no_more_epochs_is_refused(saved_run):
     code, err = refused(train_resnet, saved_run, "--epochs", 1)
-    assert code == 2 and "it has done 1 epochs, and --epochs 1 asks for no more; to go on, ask for more, e.g. --epochs 11" in err
+    assert (
+        code == 2
+        and "it has done 1 epochs, and --epochs 1 asks for no more; to go on, ask for more, e.g. --epochs 11" in err
+    )
 
 
 def test_no_checkpoint_is_refused(tmp_path):
@@ -202,8 +236,14 @@ def test_other_data_is_refused_and_a_copy_of_the_same_is_not(saved_run, tmp_path
             raw = path.read_bytes()
             path.write_bytes(raw[:4] + (int.from_bytes(raw[4:8], "big") - 1).to_bytes(4, "big") + raw[8:-size])
     code, err = refused(train_resnet, saved_run, "--epochs", 2, data=other)
-    assert code == 2 and (f"it was trained on 2,000 training and 500 test images, but --data-dir {other} holds 1,999"
-                          " training and 499 test images; nothing was changed") in err
+    assert (
+        code == 2
+        and (
+            f"it was trained on 2,000 training and 500 test images, but --data-dir {other} holds 1,999"
+            " training and 499 test images; nothing was changed"
+        )
+        in err
+    )
     log = train(train_resnet, saved_run, "--resume", saved_run, "--epochs", 2, mnist_dir=write_mnist(tmp_path / "copy"))
     assert "epoch 2: test accuracy" in log
 
@@ -220,12 +260,20 @@ def test_a_damaged_checkpoint_is_refused(saved_run, damage):
         torch.save({"weights": torch.zeros(3)}, path)
     code, err = refused(train_resnet, saved_run, "--epochs", 3)
     assert code == 1 and err.count("\n") == 1
-    assert err.startswith(f"error: cannot resume: {path} is damaged or truncated (") and err.endswith("it was left as is\n")
+    assert err.startswith(f"error: cannot resume: {path} is damaged or truncated (") and err.endswith(
+        "it was left as is\n"
+    )
 
 
 def test_another_optimizer_in_the_script_is_refused(saved_run, tmp_path, mnist_dir):
-    script = edited(tmp_path, "train_resnet.py", ("torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)",
-                                                  "torch.optim.Adam(model.parameters(), lr=args.lr)"))
+    script = edited(
+        tmp_path,
+        "train_resnet.py",
+        (
+            "torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)",
+            "torch.optim.Adam(model.parameters(), lr=args.lr)",
+        ),
+    )
     code, err = refused(load_script(script, "train_resnet_adam"), saved_run, "--epochs", 2, data=mnist_dir)
     assert code == 2 and "its checkpoint.pt does not fit this script's model or optimizer (it trained with SGD)" in err
 

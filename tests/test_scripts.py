@@ -1,5 +1,6 @@
 """The two training scripts: end to end through their command line on the shipped MNIST subset, the lesson's shape,
 the device, and where the plot goes."""
+
 import contextlib
 import csv
 import io
@@ -30,7 +31,9 @@ def read_metrics(path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script, epochs, lr, bar", [("train_inception.py", 2, 0.01, None), ("train_resnet.py", 3, 0.05, 90.0)])
+@pytest.mark.parametrize(
+    "script, epochs, lr, bar", [("train_inception.py", 2, 0.01, None), ("train_resnet.py", 3, 0.05, 90.0)]
+)
 def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir, tmp_path):
     out = tmp_path / "out"
     show = ["--no-show"] if script == "train_resnet.py" else []  # without it, a headless backend: no window, no warning
@@ -41,8 +44,10 @@ def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir
     lines = result.stdout.splitlines()
     assert lines[:2] == ["device: cpu", f"results: {out}{os.sep}"]
     net = lines[2].split(":")[0]
-    assert lines[2] in ("InceptionNet: 97,298 parameters, 2,000 training images",
-                        "ResidualNet: 41,514 parameters, 2,000 training images")
+    assert lines[2] in (
+        "InceptionNet: 97,298 parameters, 2,000 training images",
+        "ResidualNet: 41,514 parameters, 2,000 training images",
+    )
     assert "[1,    30] loss: " in result.stdout  # the lecture's loss line
     epoch_lines = [line for line in lines if line.startswith("epoch ")]
     assert len(epoch_lines) == epochs
@@ -53,8 +58,16 @@ def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     settings = json.loads((out / "settings.json").read_text(encoding="utf-8"))  # what the run was
     assert settings["script"] == script and settings["net"] == net and settings["device"] == "cpu"
-    assert settings["flags"] == {"epochs": epochs, "batch_size": 64, "lr": lr, "momentum": 0.5, "seed": 0, "log_every": 10,
-                                 "data_dir": str(mnist_dir), "out_dir": str(out)}
+    assert settings["flags"] == {
+        "epochs": epochs,
+        "batch_size": 64,
+        "lr": lr,
+        "momentum": 0.5,
+        "seed": 0,
+        "log_every": 10,
+        "data_dir": str(mnist_dir),
+        "out_dir": str(out),
+    }
     assert settings["versions"] == {"python": platform.python_version(), "torch": str(torch.__version__)}
     assert settings["data"] == {"training_images": 2000, "test_images": 500} and settings["epochs_done"] == epochs
     assert list(settings["code"]) == [script, "models.py", "data.py"]
@@ -78,18 +91,23 @@ def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir
 def test_same_seed_gives_identical_weights_on_the_cpu(module, mnist_dir, tmp_path):
     weights = []
     for name, seed in (("a", 3), ("b", 3), ("c", 5)):
-        code, _, err = run_main(module, "--epochs", 1, "--seed", seed, "--data-dir", mnist_dir, "--out-dir",
-                                tmp_path / name, "--no-show")
+        code, _, err = run_main(
+            module, "--epochs", 1, "--seed", seed, "--data-dir", mnist_dir, "--out-dir", tmp_path / name, "--no-show"
+        )
         assert code == 0, err
         weights.append(torch.load(tmp_path / name / "model.pt", weights_only=True))
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])  # bit for bit
     assert not torch.equal(weights[0]["l1.weight"], weights[2]["l1.weight"])  # and the seed matters
     metrics = [read_metrics(tmp_path / name / "metrics.csv") for name in ("a", "b")]
-    assert [(r["train_loss"], r["test_accuracy"]) for r in metrics[0]] == [(r["train_loss"], r["test_accuracy"]) for r in metrics[1]]
+    assert [(r["train_loss"], r["test_accuracy"]) for r in metrics[0]] == [
+        (r["train_loss"], r["test_accuracy"]) for r in metrics[1]
+    ]
 
 
 def test_scripts_differ_only_where_the_nets_differ():
-    inception, resnet = (open(module.__file__, encoding="utf-8").read().splitlines() for module in (train_inception, train_resnet))
+    inception, resnet = (
+        open(module.__file__, encoding="utf-8").read().splitlines() for module in (train_inception, train_resnet)
+    )
     assert len(inception) == len(resnet)
     differing = [i for i, (a, b) in enumerate(zip(inception, resnet)) if a != b]
     assert len(differing) <= 8, [resnet[i] for i in differing]
@@ -98,10 +116,16 @@ def test_scripts_differ_only_where_the_nets_differ():
 
 def test_the_scripts_read_like_the_lecture():
     source = (ROOT / "train_resnet.py").read_text(encoding="utf-8")
-    for line in ("criterion = torch.nn.CrossEntropyLoss()", "running_loss += loss.item()", "loss = criterion(outputs, target)",
-                 "total += labels.size(0)", "correct += (predicted == labels).sum().item()",
-                 "for epoch in range(first_epoch, args.epochs + 1):", "inputs, target = inputs.to(device), target.to(device)",
-                 "optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)"):
+    for line in (
+        "criterion = torch.nn.CrossEntropyLoss()",
+        "running_loss += loss.item()",
+        "loss = criterion(outputs, target)",
+        "total += labels.size(0)",
+        "correct += (predicted == labels).sum().item()",
+        "for epoch in range(first_epoch, args.epochs + 1):",
+        "inputs, target = inputs.to(device), target.to(device)",
+        "optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)",
+    ):
         assert line in source, line
     assert len(train_resnet.__doc__.splitlines()) <= 6 and len(source.splitlines()) <= 95
 
@@ -112,7 +136,9 @@ def test_device_choice(monkeypatch):
     monkeypatch.setattr(device, "available", lambda: "cpu")
     monkeypatch.setattr(device, "gpu_hint", lambda: None)
     assert pick("auto") == torch.device("cpu")
-    with pytest.raises(ValueError, match=r"'cuda' is not available \(torch finds no GPU here\); use --device auto or cpu"):
+    with pytest.raises(
+        ValueError, match=r"'cuda' is not available \(torch finds no GPU here\); use --device auto or cpu"
+    ):
         pick("cuda")
     monkeypatch.setattr(device, "available", lambda: "mps")  # a Mac
     assert pick("auto") == torch.device("mps") and pick("mps") == torch.device("mps")
@@ -138,16 +164,25 @@ def test_the_plot_window_is_announced_because_it_holds_the_script(mnist_dir, tmp
     assert code == 0, err
     assert out.splitlines()[-1] == WINDOW
     assert len(shown) == 1 and shown[0].startswith("ResidualNet on MNIST: final test accuracy")
-    code, out, err = run_main(train_resnet, "--epochs", 1, "--data-dir", mnist_dir, "--out-dir", tmp_path / "run", "--no-show")
+    code, out, err = run_main(
+        train_resnet, "--epochs", 1, "--data-dir", mnist_dir, "--out-dir", tmp_path / "run", "--no-show"
+    )
     assert code == 0 and WINDOW not in out and len(shown) == 1
 
 
-@pytest.mark.parametrize("backend, in_kernel, goes_to_show", [
-    ("module://ide_backend", False, True),  # PyCharm's plot pane: plt.show() puts it there, no window to close
-    ("module://matplotlib_inline.backend_inline", True, True),  # a notebook: inline
-    ("module://matplotlib_inline.backend_inline", False, False),  # !python in a notebook: it would print Figure(640x420)
-    ("agg", False, False),  # no screen: the file is what is left
-])
+@pytest.mark.parametrize(
+    "backend, in_kernel, goes_to_show",
+    [
+        ("module://ide_backend", False, True),  # PyCharm's plot pane: plt.show() puts it there, no window to close
+        ("module://matplotlib_inline.backend_inline", True, True),  # a notebook: inline
+        (
+            "module://matplotlib_inline.backend_inline",
+            False,
+            False,
+        ),  # !python in a notebook: it would print Figure(640x420)
+        ("agg", False, False),  # no screen: the file is what is left
+    ],
+)
 def test_the_plot_goes_where_it_can_be_seen_and_no_window_is_claimed(backend, in_kernel, goes_to_show, monkeypatch):
     shown = []
     monkeypatch.setattr(plt, "get_backend", lambda: backend)

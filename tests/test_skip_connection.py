@@ -1,4 +1,5 @@
 """python skip_connection.py: the lecture's ResidualBlock against the same block without `+ x`, stacked deep."""
+
 import os
 import re
 
@@ -33,7 +34,9 @@ def test_both_stacks_start_from_the_same_weights():
 
 
 def test_deep_plain_stack_starves_its_first_block_of_gradient(mnist_dir, tmp_path):
-    results = skip_connection.measure([1, 10], epochs=1, device=torch.device("cpu"), data_dir=mnist_dir, log=lambda line: None)
+    results = skip_connection.measure(
+        [1, 10], epochs=1, device=torch.device("cpu"), data_dir=mnist_dir, log=lambda line: None
+    )
     residual, plain = results[("residual", 10)], results[("plain", 10)]
     assert len(residual["first_step"]) == len(plain["first_step"]) == 10
     # Orders of magnitude apart at the first block (measured here: 1e-8 against 0.3); at the last, the same order.
@@ -50,12 +53,18 @@ def test_deep_plain_stack_starves_its_first_block_of_gradient(mnist_dir, tmp_pat
 
 def test_the_command_prints_its_table_and_writes_its_figure(mnist_dir, tmp_path):
     out = tmp_path / "figures" / "skip.svg"
-    code, stdout, err = run_main(skip_connection, "--depths", "2,1", "--device", "cpu", "--data-dir", mnist_dir, "--out", out, "--no-show")
+    code, stdout, err = run_main(
+        skip_connection, "--depths", "2,1", "--device", "cpu", "--data-dir", mnist_dir, "--out", out, "--no-show"
+    )
     assert code == 0, err
     lines = stdout.splitlines()
     assert lines[0] == "device: cpu; 4 nets, 1 epoch each; batch 64, lr 0.01, momentum 0.5, seed 0"
     number = r"\d\.\de[+-]\d\d"
-    rows = [line for line in lines if re.fullmatch(rf" +\d+ (residual|plain) +( {number} +){{4}} *\d\.\d\d\d +\d+\.\d\d%", line)]
+    rows = [
+        line
+        for line in lines
+        if re.fullmatch(rf" +\d+ (residual|plain) +( {number} +){{4}} *\d\.\d\d\d +\d+\.\d\d%", line)
+    ]
     assert [row.split()[:2] for row in rows] == [["1", "residual"], ["1", "plain"], ["2", "residual"], ["2", "plain"]]
     assert lines[-1] == f"figure: {out}" and out.read_text().startswith("<?xml")
 
@@ -71,15 +80,22 @@ def test_a_second_run_keeps_the_first_figure(tmp_path, monkeypatch):
         names.append(stdout.splitlines()[-1])
     runs = os.path.join("runs", "skip_connection")
     assert names == [f"figure: {runs}.png", f"figure: {runs}-2.png", f"figure: {runs}-3.png"]
-    code, stdout, err = run_main(skip_connection, "--device", "cpu", "--no-show", "--out", f"{runs}.png")  # named: replaced
+    code, stdout, err = run_main(
+        skip_connection, "--device", "cpu", "--no-show", "--out", f"{runs}.png"
+    )  # named: replaced
     assert code == 0 and stdout.splitlines()[-1] == f"figure: {runs}.png" and len(os.listdir("runs")) == 3
 
 
-@pytest.mark.parametrize("error, message", [
-    (RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 4294967296 bytes."), "error: out of memory on cpu:"
-     " try fewer --depths\n"),
-    (ValueError("a bug"), None),  # anything else is not called out of memory
-])
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        (
+            RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 4294967296 bytes."),
+            "error: out of memory on cpu: try fewer --depths\n",
+        ),
+        (ValueError("a bug"), None),  # anything else is not called out of memory
+    ],
+)
 def test_out_of_memory_is_one_line(error, message, tmp_path, monkeypatch):
     def measure(*args, **kwargs):
         raise error
@@ -93,14 +109,17 @@ def test_out_of_memory_is_one_line(error, message, tmp_path, monkeypatch):
     assert code == 1 and err == message and not (tmp_path / "s.png").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--depths", "1,x"], "--depths must be whole numbers separated by commas"),
-    (["--depths", "0,5"], "--depths must be 1 or more blocks each"),
-    (["--epochs", "0"], "--epochs must be at least 1, got 0"),
-    (["--device", "gpu0"], "--device: 'gpu0' is not a device torch knows"),
-    (["--out", "skip.docx"], "--out skip.docx: matplotlib cannot write that kind of file"),
-    (["--dephts", "5"], "unrecognized arguments: --dephts 5"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--depths", "1,x"], "--depths must be whole numbers separated by commas"),
+        (["--depths", "0,5"], "--depths must be 1 or more blocks each"),
+        (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--device", "gpu0"], "--device: 'gpu0' is not a device torch knows"),
+        (["--out", "skip.docx"], "--out skip.docx: matplotlib cannot write that kind of file"),
+        (["--dephts", "5"], "unrecognized arguments: --dephts 5"),
+    ],
+)
 def test_its_flags_are_checked_like_the_scripts(args, message, tmp_path):
     code, out, err = run_main(skip_connection, *args, "--data-dir", tmp_path / "data")
     assert code == 2 and err.startswith("usage: ") and message in err
@@ -111,6 +130,20 @@ def test_missing_data_is_the_scripts_message(tmp_path, monkeypatch):
     from conftest import OFFLINE, use_proxy
 
     use_proxy(monkeypatch, OFFLINE["http_proxy"])
-    code, _, err = run_main(skip_connection, "--depths", "1", "--device", "cpu", "--data-dir", tmp_path / "data", "--out", tmp_path / "s.png")
-    assert code == 1 and err.startswith(f"error: MNIST is not in {tmp_path / 'data' / 'MNIST' / 'raw'}") and "Traceback" not in err
+    code, _, err = run_main(
+        skip_connection,
+        "--depths",
+        "1",
+        "--device",
+        "cpu",
+        "--data-dir",
+        tmp_path / "data",
+        "--out",
+        tmp_path / "s.png",
+    )
+    assert (
+        code == 1
+        and err.startswith(f"error: MNIST is not in {tmp_path / 'data' / 'MNIST' / 'raw'}")
+        and "Traceback" not in err
+    )
     assert not (tmp_path / "s.png").exists()

@@ -1,6 +1,7 @@
 """A stop that a learner caused says why in one line and keeps the finished epochs: a loss that is not finite, out of
 memory, a save that fails, Ctrl-C or a kill. A stop before epoch 1 is saved leaves no folder. Anything else is
 Python's traceback, as in any script."""
+
 import math
 import os
 import shutil
@@ -36,15 +37,18 @@ def in_epoch(module, epoch, monkeypatch, do):
 
 def run(module, out, mnist_dir, epochs=3, *args):
     """The script's main() into the folder out (which must not exist yet: an existing one is never taken)."""
-    return run_main(module, "--epochs", epochs, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show",
-                    *args)
+    return run_main(
+        module, "--epochs", epochs, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show", *args
+    )
 
 
 def test_divergence_in_epoch_1_says_so_and_leaves_nothing(mnist_dir, tmp_path):
     code, out, err = run(train_resnet, tmp_path / "runs" / "resnet", mnist_dir, 2, "--lr", 100)
     assert code == 1
-    assert err == ("error: the training loss became nan in epoch 1: training diverged; try a smaller learning rate than"
-                   " 100.0 (--lr); nothing was saved\n")
+    assert err == (
+        "error: the training loss became nan in epoch 1: training diverged; try a smaller learning rate than"
+        " 100.0 (--lr); nothing was saved\n"
+    )
     assert os.listdir(tmp_path) == []  # neither the run's folder nor runs/, which it made
 
 
@@ -63,22 +67,30 @@ OUT_OF_MEMORY = {
     "cuda": OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
     "mps": RuntimeError("MPS backend out of memory (MPS allocated: 17.00 GB, other allocations: 1.2 GB)"),
     # Windows does not overcommit, so a batch too large for the RAM fails here; Linux and macOS say "can't allocate".
-    "cpu": RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: you tried to"
-                        " allocate 4294967296 bytes."),
-    "cpu-posix": RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory:"
-                              " you tried to allocate 4294967296 bytes. Error code 12 (Cannot allocate memory)"),
+    "cpu": RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: you tried to"
+        " allocate 4294967296 bytes."
+    ),
+    "cpu-posix": RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory:"
+        " you tried to allocate 4294967296 bytes. Error code 12 (Cannot allocate memory)"
+    ),
 }
 
 
-@pytest.mark.parametrize("kind", ["cuda", "cpu", *(pytest.param(kind, marks=pytest.mark.slow) for kind in ("mps", "cpu-posix"))])
+@pytest.mark.parametrize(
+    "kind", ["cuda", "cpu", *(pytest.param(kind, marks=pytest.mark.slow) for kind in ("mps", "cpu-posix"))]
+)
 def test_out_of_memory_says_try_a_smaller_batch_and_keeps_the_finished_epochs(kind, mnist_dir, tmp_path, monkeypatch):
     def out_of_memory(model):
         raise OUT_OF_MEMORY[kind]
 
     in_epoch(train_resnet, 2, monkeypatch, out_of_memory)
     code, out, err = run(train_resnet, tmp_path / "run", mnist_dir)
-    assert code == 1 and err == (f"error: out of memory on cpu with --batch-size 64: try a smaller --batch-size;"
-                                 f" epoch 1 saved in {tmp_path / 'run'}{os.sep}\n")
+    assert code == 1 and err == (
+        f"error: out of memory on cpu with --batch-size 64: try a smaller --batch-size;"
+        f" epoch 1 saved in {tmp_path / 'run'}{os.sep}\n"
+    )
     assert sorted(os.listdir(tmp_path / "run")) == FILES
 
 
@@ -112,31 +124,44 @@ FULL = OSError(28, "No space left on device")
 def test_a_checkpoint_that_cannot_be_saved_at_epoch_1_leaves_no_folder(mnist_dir, tmp_path, monkeypatch):
     fail_writing(monkeypatch, "checkpoint.pt", FULL)
     code, out, err = run(train_resnet, tmp_path / "run", mnist_dir)
-    assert code == 1 and err == (f"error: could not write {tmp_path / 'run' / 'checkpoint.pt'}: No space left on device;"
-                                 " nothing was saved\n")
+    assert code == 1 and err == (
+        f"error: could not write {tmp_path / 'run' / 'checkpoint.pt'}: No space left on device; nothing was saved\n"
+    )
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("name, epoch, kept", [("checkpoint.pt", 2, "epoch 1"),
-                                               pytest.param("model.pt", 2, "epochs 1-2", marks=pytest.mark.slow)])
-def test_a_failed_save_later_ends_the_run_with_a_checkpoint_to_go_on_from(name, epoch, kept, mnist_dir, tmp_path,
-                                                                          monkeypatch):
+@pytest.mark.parametrize(
+    "name, epoch, kept",
+    [("checkpoint.pt", 2, "epoch 1"), pytest.param("model.pt", 2, "epochs 1-2", marks=pytest.mark.slow)],
+)
+def test_a_failed_save_later_ends_the_run_with_a_checkpoint_to_go_on_from(
+    name, epoch, kept, mnist_dir, tmp_path, monkeypatch
+):
     fail_writing(monkeypatch, name, FULL, first=epoch)
     out = tmp_path / "run"
     code, log, err = run(train_resnet, out, mnist_dir)
-    assert code == 1 and err == f"error: could not write {out / name}: No space left on device; {kept} saved in {out}{os.sep}\n"
-    assert "epoch 3:" not in log and len(torch.load(out / "checkpoint.pt", weights_only=True)["history"]) == int(kept[-1])
+    assert (
+        code == 1
+        and err == f"error: could not write {out / name}: No space left on device; {kept} saved in {out}{os.sep}\n"
+    )
+    assert "epoch 3:" not in log and len(torch.load(out / "checkpoint.pt", weights_only=True)["history"]) == int(
+        kept[-1]
+    )
 
 
-@pytest.mark.parametrize("name", ["metrics.csv", *(pytest.param(n, marks=pytest.mark.slow) for n in ("settings.json", "accuracy.png"))])
+@pytest.mark.parametrize(
+    "name", ["metrics.csv", *(pytest.param(n, marks=pytest.mark.slow) for n in ("settings.json", "accuracy.png"))]
+)
 def test_a_results_file_held_open_by_another_program_is_a_warning(name, mnist_dir, tmp_path, monkeypatch):
     # On Windows, replacing metrics.csv while Excel has it open fails with "Permission denied".
     fail_writing(monkeypatch, name, PermissionError(13, "Permission denied"), first=2)
     out = tmp_path / "run"
     code, log, err = run(train_resnet, out, mnist_dir)
     assert code == 0, err
-    assert err == (f"warning: could not replace {out / name} (Permission denied; open in another program?);"
-                   " checkpoint.pt holds every epoch\n")
+    assert err == (
+        f"warning: could not replace {out / name} (Permission denied; open in another program?);"
+        " checkpoint.pt holds every epoch\n"
+    )
     assert "epoch 3: test accuracy" in log and len(torch.load(out / "checkpoint.pt")["history"]) == 3
     assert sorted(os.listdir(out)) == FILES
 
@@ -172,10 +197,15 @@ def test_while_epoch_1_trains_the_folder_is_there_and_empty(mnist_dir, tmp_path,
 
 
 def start(out, mnist_dir, epochs=2):
-    command = script_call("train_resnet.py", "--epochs", epochs, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir",
-                          out, "--no-show")
-    return subprocess.Popen(**command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
+    command = script_call(
+        "train_resnet.py", "--epochs", epochs, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show"
+    )
+    return subprocess.Popen(
+        **command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # as in a terminal
 
 
 @pytest.mark.slow
@@ -193,9 +223,11 @@ def test_a_signal_in_epoch_1_leaves_no_folder(how, mnist_dir, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("mount"),
-                    reason="mounting a small tmpfs needs root on Linux; test_a_checkpoint_that_cannot_be_saved_*"
-                           " covers the same path with a simulated full disk")
+@pytest.mark.skipif(
+    sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("mount"),
+    reason="mounting a small tmpfs needs root on Linux; test_a_checkpoint_that_cannot_be_saved_*"
+    " covers the same path with a simulated full disk",
+)
 @pytest.mark.parametrize("size", ["300k", "700k"])
 def test_a_really_full_disk_ends_in_one_line(size, mnist_dir, tmp_path):
     disk = tmp_path / "disk"
