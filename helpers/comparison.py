@@ -11,7 +11,7 @@ import sys
 
 from matplotlib.backend_bases import FigureCanvasBase
 
-from . import figures, flags
+from . import figures, flags, record
 
 RUNS = "runs"
 
@@ -30,22 +30,11 @@ def read_metrics(folder):
 
 
 def describe(folder):
-    """{key: text} of what the run in folder was, from its settings.json; {} where that cannot be read."""
+    """record.describe() of the run in folder; {} where its settings.json cannot be read."""
     path = os.path.join(folder, "settings.json")
     try:
         with open(path, encoding="utf-8") as f:
-            record = json.load(f)
-        items = {"net": record["net"], "parameters": f"{record['parameters']:,} parameters"}
-        items["optimizer"] = record["optimizer"]["class"]
-        for i, group in enumerate(record["optimizer"]["param_groups"]):
-            # None and False: torch's switches of how to compute (foreach, fused, ...), or options left off.
-            items.update({f"{k}{i or ''}": f"{k} {v}" for k, v in group.items() if v is not None and v is not False})
-        # Where a run went and whether its plot was shown is not what it was.
-        constants = {flags.flag(k): v for k, v in record["flags"].items() if k not in ("out_dir", "no_show")}
-        items.update({name: f"{name} {value}" for name, value in constants.items()})
-        items.update({kind: f"{record['data'][f'{kind}_images']:,} {kind} images" for kind in ("training", "test")})
-        items["device"] = record["device"]
-        return {**items, **{f"code {name}": f"{name} {digest}" for name, digest in record["code"].items()}}
+            return record.describe(json.load(f))
     except (OSError, ValueError, LookupError, TypeError, AttributeError) as e:
         print(f"warning: {path} cannot be read ({getattr(e, 'strerror', None) or e}); {folder} is compared by its"
               " metrics alone", file=sys.stderr)

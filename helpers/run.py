@@ -1,25 +1,17 @@
 """One training run, kept (see train_resnet.py's main()): the script's constants as flags, the run's folder and its
 record of what ran, a checkpoint after every epoch, --resume, and one line for a stop that a learner caused: Ctrl-C or
 a kill, a loss that is not finite, out of memory, a save that fails. Any other error is Python's traceback."""
-import datetime
-import hashlib
-import json
-import linecache
 import math
 import os
-import platform
 import signal
 import sys
-import sysconfig
 
 import torch
 
-from . import device, figures, flags, store
+from . import device, figures, flags, record, store
 
 # Typed with --resume, these apply to the rest of the run; any other flag typed must agree with the run's own.
 RESUMABLE = ("resume", "epochs", "device", "data_dir", "no_show")
-# Where Python's own files and installed packages live: not lesson files.
-LIBRARIES = ("site-packages", "dist-packages", sysconfig.get_path("stdlib"))
 
 
 class Stop(KeyboardInterrupt):
@@ -28,16 +20,6 @@ class Stop(KeyboardInterrupt):
 
 def terminate(signum, frame):
     raise Stop
-
-
-def source(file):
-    """The text of a file of code: a script, a module, or a notebook's cell (IPython keeps those in linecache)."""
-    return "".join(linecache.getlines(file))
-
-
-def count(loader):
-    """The images a loader holds: a DataLoader's dataset, or data.Batches' labels."""
-    return len(loader.dataset) if hasattr(loader, "dataset") else len(loader.labels)
 
 
 class Run:
@@ -52,7 +34,7 @@ class Run:
         caller = sys._getframe(1)
         self.file = caller.f_code.co_filename
         self.script = caller.f_globals.get("__file__") and os.path.basename(self.file)
-        self.parser, self.args, typed = flags.parse(argv, self.script or "main()", source(self.file), constants)
+        self.parser, self.args, typed = flags.parse(argv, self.script or "main()", record.source(self.file), constants)
         self.constants, self.folder, self.made, self.history, self.saved = list(constants), None, [], [], None
         self.device = self.args.device
         if self.args.resume:
@@ -80,22 +62,8 @@ class Run:
         back into them. Returns the first epoch to train."""
         self.model, self.optimizer, self.train_loader = model, optimizer, train_loader
         self.device = next(model.parameters()).device
-        # The lesson files: the script, and the files that the net's and the loaders' classes come from.
-        files = {self.script or "notebook cell": self.file}
-        for obj in (model, train_loader, test_loader):
-            file = getattr(sys.modules.get(type(obj).__module__), "__file__", None)
-            if file and not any(part in file for part in LIBRARIES):
-                files.setdefault(os.path.basename(file), file)
-        groups = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
-        self.record = {
-            "script": self.script,
-            "net": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
-            "flags": {name: getattr(self.args, name) for name in self.constants},
-            "optimizer": {"class": type(optimizer).__name__, "param_groups": groups},
-            "data": {"training_images": count(train_loader), "test_images": count(test_loader)},
-            "device": str(self.device), "code": {name: source(file) for name, file in files.items()},
-            "versions": {"python": platform.python_version(), "torch": str(torch.__version__)},
-            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+        constants = {name: getattr(self.args, name) for name in self.constants}
+        self.record = record.build(self.script, self.file, constants, model, optimizer, train_loader, test_loader)
         if self.saved:
             self.restore()
         else:
@@ -106,7 +74,7 @@ class Run:
                                  " pick another --out-dir") from None
             print(f"results: {self.folder}{os.sep}")
         net, parameters = self.record["net"], self.record["parameters"]
-        print(f"{net}: {parameters:,} parameters, {count(train_loader):,} training images")
+        print(f"{net}: {parameters:,} parameters, {record.count(train_loader):,} training images")
         return len(self.history) + 1
 
     def restore(self):
@@ -149,15 +117,16 @@ class Run:
         store.save(self.folder, {"checkpoint.pt": lambda: store.tensors(state)}, essential=True)
         self.history = history
         store.save(self.folder, {"model.pt": lambda: store.tensors(state["model"])}, essential=True)
-        hashes = {name: hashlib.sha256(text.encode()).hexdigest()[:12] for name, text in self.record["code"].items()}
-        settings = json.dumps({**self.record, "code": hashes, "epochs_done": epoch}, indent=2, ensure_ascii=False,
-                              default=str)
         rows = ["epoch,train_loss,test_accuracy,train_seconds", *("%d,%.6f,%.2f,%.2f" % row for row in history), ""]
         store.save(self.folder, {"metrics.csv": lambda: "\n".join(rows).encode(),
-                                 "settings.json": lambda: (settings + "\n").encode(),
+                                 "settings.json": lambda: record.settings_json(self.record, epoch),
                                  "accuracy.png": lambda: figures.to_bytes(self.plot(), close=True)})
-        speed = count(self.train_loader) / train_seconds
+        speed = record.count(self.train_loader) / train_seconds
         print(f"epoch {epoch}: test accuracy {accuracy:.2f}%  (train {train_seconds:.1f} s, {speed:.0f} img/s)")
+        if epoch == self.args.epochs:
+            best = max(history, key=lambda row: row[2])
+            print(f"final test accuracy {accuracy:.2f}% (best {best[2]:.2f}% at epoch {best[0]});"
+                  f" plot: {os.path.join(self.folder, 'accuracy.png')}")
 
     def __enter__(self):
         self.handler = signal.signal(signal.SIGTERM, terminate)
@@ -169,10 +138,6 @@ class Run:
         done = len(self.history)
         if self.folder and not done:
             store.remove_folder(self.folder, self.made)
-        if kind is None and done:
-            best = max(self.history, key=lambda row: row[2])
-            print(f"final test accuracy {self.history[-1][2]:.2f}% (best {best[2]:.2f}% at epoch {best[0]});"
-                  f" plot: {os.path.join(self.folder, 'accuracy.png')}")
         if kind is None:
             return False
         kept, code = f"{epochs(done)} saved in {self.folder}{os.sep}" if done else "nothing was saved", 1
