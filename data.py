@@ -17,13 +17,22 @@ import io
 import math
 import os
 import socket
+import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import torch
 
 MEAN, STD = 0.1307, 0.3081  # mean and std of MNIST's training pixels, on ToTensor's 0..1 scale
 TEST_BATCH_SIZE = 200  # evaluation: fewer steps than 64; far larger batches fall out of CPU cache (slower, more memory)
-DOWNLOAD_TIMEOUT = 10  # seconds a download may wait on a silent network before it gives up
+# Seconds a download may wait on a silent network before it gives up.
+DOWNLOAD_TIMEOUT = 10
+# Seconds the mirrors are given to answer before the download starts with the quickest (see fastest_first).
+PROBE_TIMEOUT = 3
+# PaddlePaddle's copy on Baidu's cloud in Beijing: the same four files, with the MD5s torchvision checks.
+BAIDU = "https://dataset.bj.bcebos.com/mnist/"
+# torchvision's own two mirrors, and Baidu's.
+MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", BAIDU, "http://yann.lecun.com/exdb/mnist/")
 
 # The four files: (name, magic number, dimensions).
 FILES = (
@@ -155,43 +164,64 @@ def read_idx(path, magic, ndim):
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).view(*dims)
 
 
-def download(data_dir):
-    """torchvision's download into data_dir/MNIST/raw/, or a DataError that says where to put the files by hand."""
-    from torchvision import datasets  # a second of start-up that runs with the files in place never pay
+def fastest_first(mirrors):
+    """The mirrors in the order they answer a request for one small file, all asked at once; a mirror that has not
+    answered within PROBE_TIMEOUT seconds comes after, in the order given. In mainland China the first mirror is often
+    slow or refused and Baidu's is quick; elsewhere it tends to be the other way round."""
+    import urllib.request
 
-    made, path = [], os.path.abspath(raw_folder(data_dir))  # the folders the download will make, innermost first
+    def ask(mirror):
+        request = urllib.request.Request(mirror + "t10k-labels-idx1-ubyte.gz", method="HEAD")
+        urllib.request.urlopen(request, timeout=PROBE_TIMEOUT).close()
+        return time.perf_counter()
+
+    pool = ThreadPoolExecutor(len(mirrors))
+    asked = {pool.submit(ask, mirror): mirror for mirror in mirrors}
+    done, _ = wait(asked, timeout=PROBE_TIMEOUT)
+    pool.shutdown(wait=False)
+    answered = [mirror for _, mirror in sorted((f.result(), asked[f]) for f in done if f.exception() is None)]
+    return answered + [mirror for mirror in mirrors if mirror not in answered]
+
+
+def download(data_dir):
+    """torchvision's download into data_dir/MNIST/raw/, from the quickest mirror first, each file checked against its
+    MD5; or a DataError that names the mirrors, to fetch the files by hand."""
+    # Imported only here: a second of start-up that runs with the files in place never pay.
+    from torchvision import datasets
+
+    # The folders the download will make, innermost first: a failed download leaves none of them behind.
+    made, path = [], os.path.abspath(raw_folder(data_dir))
     while not os.path.isdir(path):
         made.append(path)
         path = os.path.dirname(path)
+    # urllib waits forever on a silent network otherwise.
     previous_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # urllib waits forever on a silent network otherwise
-    said = (
-        io.StringIO()
-    )  # torchvision's lines for each mirror it tries (older ones print on stdout): the error below says it
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+    mirrors = fastest_first(MIRRORS)
+    # torchvision's lines for each mirror it tries (older versions print them on stdout): the error below says them.
+    said = io.StringIO()
     try:
         with contextlib.redirect_stdout(said):
-            datasets.MNIST(data_dir, train=True, download=True)
+            type("MNIST", (datasets.MNIST,), {"mirrors": mirrors})(data_dir, train=True, download=True)
         print(said.getvalue(), end="")
     except Exception as e:
-        if all(
-            find(data_dir, name) for name, _, _ in FILES
-        ):  # downloaded, but torchvision could not read it: read_idx says why
+        # Downloaded, but torchvision could not read it: read_idx says why.
+        if all(find(data_dir, name) for name, _, _ in FILES):
             return
-        tried = [
-            line.strip() for line in said.getvalue().splitlines() if "error" in line.lower()
-        ]  # older torchvision's cause
-        why = f" ({tried[-1]})" if tried and tried[-1] not in one_line(e) else ""
-        for path in made:  # a failed download leaves no empty folders behind
+        for path in made:
             try:
                 os.rmdir(path)
             except OSError:
                 break
+        names = ", ".join(f"{name}.gz" for name, _, _ in FILES)
         raise DataError(
-            f"MNIST is not in {raw_folder(data_dir)}{os.sep} nor in {data_dir}{os.sep}, and could not be downloaded.\n"
-            f"  download error: {one_line(e)}{why}\n"
-            f"  fix: put the four MNIST files, {', '.join(name for name, _, _ in FILES)}\n"
-            f"       (or with a dot, train-images.idx3-ubyte, ...; .gz or not),"
-            f" into {raw_folder(data_dir)}{os.sep} or {data_dir}{os.sep},\n"
+            f"MNIST is not in {raw_folder(data_dir)}{os.sep} nor in {data_dir}{os.sep}, and could not be downloaded"
+            f" ({one_line(e)}).\n"
+            f"  tried, in this order: {', '.join(mirrors)}\n"
+            f"  fix: download the four files, {names},\n"
+            f"       in a browser from one of those addresses ({BAIDU} is the one that works best in mainland China),\n"
+            f"       and put them into {raw_folder(data_dir)}{os.sep} or {data_dir}{os.sep} (unpacked or not; Kaggle's"
+            " names with a dot, train-images.idx3-ubyte, work too),\n"
             "       or point --data-dir at the folder that holds them."
         ) from e
     finally:

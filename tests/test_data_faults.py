@@ -1,9 +1,12 @@
 """Bad data meets one clear message, exit code 1, and the user's files left as they were."""
 
 import gzip
+import io
 import os
 import socket
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 import torch
@@ -18,20 +21,46 @@ MODULES = [train_inception, train_resnet]
 
 
 @pytest.mark.parametrize("module", MODULES)
-def test_failed_download_says_where_the_files_go(module, tmp_path, monkeypatch):
-    use_proxy(monkeypatch, OFFLINE["http_proxy"])  # a closed local port: every download is refused at once
+def test_a_failed_download_names_the_mirrors_to_fetch_the_files_from_by_hand(module, tmp_path, monkeypatch):
+    use_proxy(monkeypatch, OFFLINE["http_proxy"])  # a closed local port: every request is refused at once
+    asked, real_urlopen = [], urllib.request.urlopen
+
+    def urlopen(request, *args, **kwargs):
+        asked.append((getattr(request, "method", None) or "GET", getattr(request, "full_url", request)))
+        return real_urlopen(request, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     data_dir = tmp_path / "data"
     code, out, err = run_main(module, "--data-dir", data_dir, "--out-dir", tmp_path / "out", "--no-show")
-    assert code == 1
-    assert (
-        f"MNIST is not in {data_dir / 'MNIST' / 'raw'}{os.sep} nor in {data_dir}{os.sep}, and could not be downloaded"
-        in err
-    )
-    assert all(name in err for name, _, _ in FILES) and "train-images.idx3-ubyte" in err  # both names
-    error_lines = [line for line in err.splitlines() if "download error:" in line]
-    assert len(error_lines) == 1 and "refused" in error_lines[0].lower()
-    assert "--data-dir" in err
-    assert "epoch" not in out and not (tmp_path / "out" / "metrics.csv").exists()
+    assert code == 1 and "Traceback" not in err and out.startswith("device: cpu\n")
+    lines = err.splitlines()
+    assert lines[0].startswith(f"error: MNIST is not in {data_dir / 'MNIST' / 'raw'}{os.sep} nor in {data_dir}{os.sep},"
+                               " and could not be downloaded (") and "refused" in lines[0].lower()
+    assert lines[1] == f"  tried, in this order: {', '.join(data.MIRRORS)}"  # none answered: the order given
+    assert ("GET", "https://dataset.bj.bcebos.com/mnist/train-images-idx3-ubyte.gz") in asked  # Baidu's was tried
+    assert "from one of those addresses (https://dataset.bj.bcebos.com/mnist/ is the one that works best in" in err
+    assert all(f"{name}.gz" in err for name, _, _ in FILES) and "train-images.idx3-ubyte" in err and "--data-dir" in err
+    assert os.listdir(tmp_path) == []  # no data folder, no run folder
+
+
+def test_the_mirror_that_answers_first_is_tried_first(monkeypatch):
+    delays = {data.MIRRORS[0]: 0.3, data.BAIDU: 0.0, data.MIRRORS[2]: None}  # in Beijing, say; the last never answers
+
+    def urlopen(request, timeout):
+        mirror = request.full_url.rsplit("/", 1)[0] + "/"
+        assert request.method == "HEAD" and timeout == data.PROBE_TIMEOUT
+        if delays[mirror] is None:
+            raise urllib.error.URLError("timed out")
+        time.sleep(delays[mirror])
+        return io.BytesIO()
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    assert data.fastest_first(data.MIRRORS) == [data.BAIDU, data.MIRRORS[0], data.MIRRORS[2]]
+    delays.update({data.MIRRORS[0]: 0.0, data.BAIDU: 0.3})  # elsewhere
+    assert data.fastest_first(data.MIRRORS) == list(data.MIRRORS)
+    monkeypatch.setattr(data, "PROBE_TIMEOUT", 0.1)  # one too slow to wait for: after those that answered
+    started = time.monotonic()
+    assert data.fastest_first(data.MIRRORS) == list(data.MIRRORS) and time.monotonic() - started < 0.3
 
 
 def test_an_empty_data_dir_is_the_working_folder(mnist_dir, tmp_path, monkeypatch):
@@ -62,13 +91,14 @@ def test_silent_network_gives_up_within_seconds(tmp_path, monkeypatch):
     proxy = f"http://127.0.0.1:{silent.getsockname()[1]}"
     use_proxy(monkeypatch, proxy)
     monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT", 0.2)
+    monkeypatch.setattr(data, "PROBE_TIMEOUT", 0.2)
     start = time.monotonic()
     try:
-        with pytest.raises(data.DataError, match=r"download error: .*timed out"):
+        with pytest.raises(data.DataError, match=r"could not be downloaded \(.*timed out"):
             data.mnist_loaders(tmp_path, 64, torch.device("cpu"))
     finally:
         silent.close()
-    # torchvision tries a second mirror, and start-up takes a moment: seconds, not the minutes of no timeout.
+    # torchvision tries three mirrors, and start-up takes a moment: seconds, not the minutes of no timeout.
     assert time.monotonic() - start < 10
 
 
