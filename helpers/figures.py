@@ -71,7 +71,7 @@ def plot(runs, title, footnote=""):
     labels, footnote = [textwrap.fill(label, 60) for label in runs], textwrap.fill(footnote, 180)
     columns = 1 if len(runs) <= 3 else 2 if len(runs) <= 12 else 3
     rows = max(label.count("\n") + 1 for label in labels) * math.ceil(len(runs) / columns)
-    legend, foot = 0.2 * rows + 0.2, 0.17 * (footnote.count("\n") + 1) if footnote else 0
+    legend, foot = 0.2 * rows + 0.2 if len(runs) > 1 else 0, 0.17 * (footnote.count("\n") + 1) if footnote else 0
     with plt.rc_context(fonts()):
         fig, ax = plt.subplots(figsize=(6.4 if len(runs) == 1 else 11, 3.8 + legend + foot))
         for i, (label, history) in enumerate(zip(labels, runs.values())):
@@ -90,7 +90,10 @@ def plot(runs, title, footnote=""):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         height = fig.get_figheight()
-        fig.legend(loc="lower center", ncol=columns, fontsize=8, frameon=False, bbox_to_anchor=(0.5, foot / height))
+        if len(runs) == 1:
+            ax.legend(loc="lower right")
+        else:
+            fig.legend(loc="lower center", ncol=columns, fontsize=8, frameon=False, bbox_to_anchor=(0.5, foot / height))
         if footnote:
             fig.text(0.5, 0.01, footnote, ha="center", va="bottom", fontsize=8, color="0.3")
         fig.tight_layout(rect=(0, (legend + foot) / height, 1, 1))
