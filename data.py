@@ -213,10 +213,13 @@ def download(data_dir):
                 os.rmdir(path)
             except OSError:
                 break
+        # Older torchvision prints each mirror's error on stdout, and raises only "Error downloading ...".
+        printed = [line.strip() for line in said.getvalue().splitlines() if "error" in line.lower()]
+        why = one_line(e) + (f": {printed[-1]}" if printed and printed[-1] not in one_line(e) else "")
         names = ", ".join(f"{name}.gz" for name, _, _ in FILES)
         raise DataError(
             f"MNIST is not in {raw_folder(data_dir)}{os.sep} nor in {data_dir}{os.sep}, and could not be downloaded"
-            f" ({one_line(e)}).\n"
+            f" ({why}).\n"
             f"  tried, in this order: {', '.join(mirrors)}\n"
             f"  fix: download the four files, {names},\n"
             f"       in a browser from one of those addresses ({BAIDU} is the one that works best in mainland China),\n"
