@@ -4,6 +4,7 @@ every run shares goes in one line. `--diff A B` prints the lines of code that di
 import argparse
 import csv
 import difflib
+import glob
 import json
 import os
 import re
@@ -63,9 +64,10 @@ def diff(folders):
             codes.append(state["record"]["code"])
         except Exception as e:
             raise SystemExit(f"error: cannot read the code of {folder} from its checkpoint.pt ({e})") from None
-    names = [f"{folders[0]}/{{}}", f"{folders[1]}/{{}}"]
-    lines = [line for name in dict.fromkeys([*codes[0], *codes[1]]) for line in difflib.unified_diff(
-        *(code.get(name, "").splitlines() for code in codes), *(n.format(name) for n in names), lineterm="")]
+    lines = []
+    for name in dict.fromkeys([*codes[0], *codes[1]]):
+        old, new = (code.get(name, "").splitlines() for code in codes)
+        lines += difflib.unified_diff(old, new, f"{folders[0]}/{name}", f"{folders[1]}/{name}", lineterm="")
     print("\n".join(lines) or f"{folders[0]} and {folders[1]} ran the same code")
 
 
@@ -81,13 +83,10 @@ def main(argv=None):
         return diff(args.diff)
     if os.path.splitext(args.output)[1].lstrip(".").lower() not in FigureCanvasBase.get_supported_filetypes():
         parser.error(f"-o {args.output}: matplotlib cannot write that kind of file; use .png, .svg or .pdf")
-    if args.folders:
-        found = [os.path.normpath(folder) for folder in args.folders]
-    else:
-        names = os.listdir(RUNS) if os.path.isdir(RUNS) else []
-        # runs/resnet, runs/resnet-2, runs/resnet-10: numbers in order, not as text.
-        found = sorted((os.path.join(RUNS, n) for n in names if os.path.isfile(os.path.join(RUNS, n, "metrics.csv"))),
-                       key=lambda f: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", f)])
+    # With no folders named: runs/resnet, runs/resnet-2, runs/resnet-10, numbers in order, not as text.
+    found = [os.path.normpath(folder) for folder in args.folders] or sorted(
+        (os.path.dirname(path) for path in glob.glob(os.path.join(RUNS, "*", "metrics.csv"))),
+        key=lambda folder: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", folder)])
     runs = {}
     for folder in found:
         try:

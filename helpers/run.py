@@ -48,9 +48,10 @@ class Run:
                     self.refuse(f"{flags.flag(name)} {value} differs from the run's {own.get(name)}")
             vars(self.args).update({name: value for name, value in own.items() if name not in typed})
             self.history = [tuple(row) for row in self.saved["history"]]
-            if self.args.epochs <= len(self.history):
-                self.refuse(f"it has done {len(self.history)} epochs, and --epochs {self.args.epochs} asks for no"
-                            f" more; to go on, ask for more, e.g. --epochs {len(self.history) + 10}")
+            done = len(self.history)
+            if self.args.epochs <= done:
+                self.refuse(f"it has done {done} epoch{'s' * (done != 1)}, and --epochs {self.args.epochs} asks for"
+                            f" no more; to go on, ask for more, e.g. --epochs {done + 10}")
 
     def refuse(self, why):
         """A resume that cannot be right: one line, exit 2, nothing changed."""

@@ -161,7 +161,7 @@ def test_settings_json_is_never_read(settings, saved_run, tmp_path, mnist_dir, m
             (run / "settings.json").write_text('{"flags": {"epochs": 5, "lr": "fast"}, "net": 3,', encoding="utf-8")
     before = digest(saved_run)
     code, _, err = run_main(train_resnet, "--resume", saved_run, "--data-dir", mnist_dir)
-    assert code == 2 and "it has done 1 epochs, and --epochs 1 asks for no more" in err and digest(saved_run) == before
+    assert code == 2 and "it has done 1 epoch, and --epochs 1 asks for no more" in err and digest(saved_run) == before
     log = train(train_resnet, stopped, "--resume", stopped, mnist_dir=mnist_dir)
     assert "on to epoch 2" in log
     assert_same_results(stopped, resnet_2_epochs)
@@ -213,7 +213,7 @@ def test_no_more_epochs_is_refused(saved_run):
     code, err = refused(train_resnet, saved_run, "--epochs", 1)
     assert (
         code == 2
-        and "it has done 1 epochs, and --epochs 1 asks for no more; to go on, ask for more, e.g. --epochs 11" in err
+        and "it has done 1 epoch, and --epochs 1 asks for no more; to go on, ask for more, e.g. --epochs 11" in err
     )
 
 
