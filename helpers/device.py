@@ -24,7 +24,7 @@ def pick(name):
     except RuntimeError:
         raise ValueError(f"'{name}' is not a device torch knows; use auto, cpu, cuda, mps, ...") from None
     if device.type not in ("cpu", found):
-        why = gpu_hint() or (f"this machine has {found}" if found != "cpu" else "torch finds no GPU here")
+        why = f"this machine has {found}" if found != "cpu" else gpu_hint() or "torch finds no GPU here"
         raise ValueError(f"'{name}' is not available ({why}); use --device auto or cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise ValueError(f"'{name}' is not available (this machine has {torch.cuda.device_count()} CUDA devices)")
