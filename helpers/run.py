@@ -144,9 +144,9 @@ class Run:
         kept, code = f"{epochs(done)} saved in {self.folder}{os.sep}" if done else "nothing was saved", 1
         if issubclass(kind, KeyboardInterrupt):
             code, what = (143, "terminated") if issubclass(kind, Stop) else (130, "interrupted")
-            go_on = f" --resume {self.folder} --epochs {self.args.epochs}"
-            go_on = f"; to go on: python {self.script}{go_on}" if self.script else f"; to go on: main({go_on.split()})"
-            message = f"\n{what}: {kept}{go_on if 0 < done < self.args.epochs else ''}"
+            words = ["--resume", self.folder, "--epochs", str(self.args.epochs)]
+            go_on = f"python {self.script} {' '.join(words)}" if self.script else f"main({words})"
+            message = f"\n{what}: {kept}" + (f"; to go on: {go_on}" if 0 < done < self.args.epochs else "")
         elif device.is_out_of_memory(error):
             message = (f"error: out of memory on {self.device} with --batch-size {self.args.batch_size}:"
                        f" try a smaller --batch-size; {kept}")
