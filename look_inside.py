@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 import models
-from data import mnist_loaders, normalize
+from data import mnist_loaders, normalize, one_line
 from helpers import device as devices
-from helpers import figures
+from helpers import figures, flags
 
 RUNS = "runs"
 NETS = {"InceptionNet": ("incep1", "incep2"), "ResidualNet": ("res1", "res2")}  # the blocks looked into
@@ -208,9 +208,8 @@ def load_run(folder):
         model = getattr(models, net)()
         model.load_state_dict(weights)
     except Exception as e:
-        why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise SystemExit(
-            f"error: {path} is damaged or not the weights of a lecture-11 net ({why}). Name another run."
+            f"error: {path} is damaged or not the weights of a lecture-11 net ({one_line(e)}). Name another run."
         ) from None
     return net, model, settings
 
@@ -393,10 +392,7 @@ def main(argv=None):
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, ... (default: auto)")
     parser.add_argument("--no-show", action="store_true", help="only save the figures, never show them")
     args = parser.parse_args(sys.argv[1:] if argv is None else [str(a) for a in argv])
-    try:
-        devices.pick(args.device)
-    except ValueError as e:
-        parser.error(f"--device: {e}")
+    flags.check_device(parser, args.device)
     folder = os.path.normpath(args.folder) if args.folder else newest_run()
     net, model, settings = load_run(folder)
     device = devices.pick_device(args.device)

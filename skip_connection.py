@@ -20,13 +20,12 @@ import sys
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
-from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from data import mnist_loaders
 from helpers import device as devices
-from helpers import figures
+from helpers import figures, flags
 from models import ResidualBlock
 
 # The lecture's hyperparameters; the depths are this experiment's.
@@ -211,18 +210,13 @@ def main(argv=None):
     )
     parser.add_argument("--no-show", action="store_true", help="only save the figure, never open a window")
     args = parser.parse_args(argv)
-    args.out = getattr(args, "out", None) or free_name(
-        OUT
-    )  # an earlier run's figure is kept: its model may be edited since
+    # An earlier run's figure is kept: its model may have been edited since.
+    args.out = getattr(args, "out", None) or free_name(OUT)
     depths = parse_depths(parser, args.depths)
     if args.epochs < 1:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
-    try:
-        args.device = devices.pick(args.device)
-    except ValueError as e:
-        parser.error(f"--device: {e}")
-    if os.path.splitext(args.out)[1].lstrip(".").lower() not in FigureCanvasBase.get_supported_filetypes():
-        parser.error(f"--out {args.out}: matplotlib cannot write that kind of file; use .png, .svg or .pdf")
+    args.device = flags.check_device(parser, args.device)
+    figures.check_format(parser, "--out", args.out)
     print(
         f"device: {args.device}; {len(depths) * 2} nets, {args.epochs} epoch{'s' * (args.epochs != 1)} each;"
         f" batch {BATCH_SIZE}, lr {LR}, momentum {MOMENTUM}, seed {SEED}"

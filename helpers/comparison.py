@@ -10,8 +10,6 @@ import os
 import re
 import sys
 
-from matplotlib.backend_bases import FigureCanvasBase
-
 from . import figures, flags, record
 
 RUNS = "runs"
@@ -81,8 +79,7 @@ def main(argv=None):
     args = parser.parse_args(flags.command_line() if argv is None else [str(word) for word in argv])
     if args.diff:
         return diff(args.diff)
-    if os.path.splitext(args.output)[1].lstrip(".").lower() not in FigureCanvasBase.get_supported_filetypes():
-        parser.error(f"-o {args.output}: matplotlib cannot write that kind of file; use .png, .svg or .pdf")
+    figures.check_format(parser, "-o", args.output)
     # With no folders named: runs/resnet, runs/resnet-2, runs/resnet-10, numbers in order, not as text.
     found = [os.path.normpath(folder) for folder in args.folders] or sorted(
         (os.path.dirname(path) for path in glob.glob(os.path.join(RUNS, "*", "metrics.csv"))),

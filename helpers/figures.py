@@ -9,6 +9,7 @@ import textwrap
 import matplotlib
 import matplotlib.pyplot as plt
 from matplotlib import font_manager
+from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.ticker import MaxNLocator
 
 from . import store
@@ -34,10 +35,20 @@ def to_bytes(fig, kind="png", close=False):
     return buffer.getvalue()
 
 
+def file_format(path):
+    return os.path.splitext(path)[1].lstrip(".").lower() or "png"
+
+
+def check_format(parser, flag, path):
+    """A usage error for a figure file that matplotlib cannot write."""
+    if file_format(path) not in FigureCanvasBase.get_supported_filetypes():
+        parser.error(f"{flag} {path}: matplotlib cannot write that kind of file; use .png, .svg or .pdf")
+
+
 def save(fig, path):
     """Write fig to path (.png, .svg, .pdf, ...), whole; its folder is made if missing."""
     os.makedirs(os.path.dirname(path) or os.curdir, exist_ok=True)
-    store.write(path, to_bytes(fig, os.path.splitext(path)[1].lstrip(".").lower() or "png"))
+    store.write(path, to_bytes(fig, file_format(path)))
 
 
 def in_kernel():

@@ -47,8 +47,13 @@ def parse(argv, script, source, constants):
             parser.error(f"{flag(name)} must be a finite number, 0 or more, got {value}")
         if not works(value):
             parser.error(f"{flag(name)} must be {what}, got {value}")
+    check_device(parser, args.device)
+    return parser, args, typed
+
+
+def check_device(parser, name):
+    """The torch.device that --device names, or a usage error that says why this machine has none."""
     try:
-        device.pick(args.device)
+        return device.pick(name)
     except ValueError as e:
         parser.error(f"--device: {e}")
-    return parser, args, typed
