@@ -74,8 +74,8 @@ class Run:
                 raise SystemExit(f"error: cannot make a folder for the run at {self.args.out_dir}: {e.strerror or e};"
                                  " pick another --out-dir") from None
             print(f"results: {self.folder}{os.sep}")
-        net, parameters = self.record["net"], self.record["parameters"]
-        print(f"{net}: {parameters:,} parameters, {record.count(train_loader):,} training images")
+        net, parameters, images = self.record["net"], self.record["parameters"], self.record["data"]["training_images"]
+        print(f"{net}: {parameters:,} parameters, {images:,} training images")
         return len(self.history) + 1
 
     def restore(self):
@@ -122,7 +122,7 @@ class Run:
         store.save(self.folder, {"metrics.csv": lambda: "\n".join(rows).encode(),
                                  "settings.json": lambda: record.settings_json(self.record, epoch),
                                  "accuracy.png": lambda: figures.to_bytes(self.plot(), close=True)})
-        speed = record.count(self.train_loader) / train_seconds
+        speed = self.record["data"]["training_images"] / train_seconds
         print(f"epoch {epoch}: test accuracy {accuracy:.2f}%  (train {train_seconds:.1f} s, {speed:.0f} img/s)")
         if epoch == self.args.epochs:
             best = max(history, key=lambda row: row[2])
