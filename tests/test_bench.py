@@ -1,13 +1,12 @@
 """The speed comparison, run for a tiny amount of work on the shipped subset so that it cannot rot."""
 
-import importlib.util
 import os
 import re
 import types
 
 import pytest
 
-from conftest import OFFLINE, ROOT, run_main, run_script, use_proxy
+from conftest import OFFLINE, ROOT, load_module, run_main, run_script, use_proxy
 
 
 @pytest.mark.slow
@@ -31,10 +30,7 @@ def test_compare_times_both_sides_and_prints_the_ratios(mnist_dir):
 
 
 def load_compare():
-    spec = importlib.util.spec_from_file_location("bench_compare", ROOT / "bench" / "compare.py")
-    compare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare)
-    return compare
+    return load_module(ROOT / "bench" / "compare.py", "bench_compare")
 
 
 def test_peak_memory_units_on_linux_and_macos(monkeypatch):

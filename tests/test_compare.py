@@ -1,7 +1,6 @@
 """python compare.py: runs told apart by their record of what ran (the script's constants, the optimizer as torch held
 it, the net, the data, the lesson files' code), as a learner's edits change it; the table, the figure, --diff."""
 
-import importlib.util
 import json
 import os
 
@@ -11,7 +10,7 @@ from matplotlib import font_manager
 
 import compare as compare_command
 import train_resnet
-from conftest import ROOT, edited, load_script, run_main, train
+from conftest import ROOT, edited, load_module, load_script, run_main, train
 from helpers import comparison, figures
 
 SGD = "torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)"
@@ -281,9 +280,7 @@ def test_differences_leave_a_constant_to_the_optimizer_that_holds_it():
 
 
 def test_the_thirty_epoch_figure_reads_run_folders(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("thirty_epochs", ROOT / "docs" / "thirty_epochs.py")
-    thirty = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(thirty)
+    thirty = load_module(ROOT / "docs" / "thirty_epochs.py", "thirty_epochs")
     for name, accuracies in [
         ("resnet-s0", [98.0, 99.1, 99.2]),
         ("resnet-s1", [98.5, 98.9, 99.0]),

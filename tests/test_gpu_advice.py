@@ -34,25 +34,21 @@ def path_with(tmp_path, monkeypatch, listing):
     monkeypatch.setenv("PATH", str(folder))
 
 
+def one_epoch_on_auto(mnist_dir, tmp_path):
+    """(stdout, stderr) of one epoch of train_resnet.py with --device auto, which must succeed."""
+    code, out, err = run_main(train_resnet, "--device", "auto", "--epochs", 1, "--data-dir", mnist_dir, "--out-dir",
+                              tmp_path / "run", "--no-show")
+    assert code == 0, err
+    return out, err
+
+
 @pytest.mark.parametrize("build", ["cpu-only", "cuda"])
 def test_auto_on_the_cpu_beside_an_nvidia_gpu_says_why_in_one_line_and_goes_on(
     build, no_torch_gpu, mnist_dir, tmp_path, monkeypatch
 ):
     path_with(tmp_path, monkeypatch, GPU)
     monkeypatch.setattr(torch.version, "cuda", None if build == "cpu-only" else "12.6")
-    code, out, err = run_main(
-        train_resnet,
-        "--device",
-        "auto",
-        "--epochs",
-        1,
-        "--data-dir",
-        mnist_dir,
-        "--out-dir",
-        tmp_path / "run",
-        "--no-show",
-    )
-    assert code == 0, err
+    out, err = one_epoch_on_auto(mnist_dir, tmp_path)
     lines = out.splitlines()
     assert lines[0] == "device: cpu"
     gpu = "nvidia-smi lists GPU 0: NVIDIA GeForce RTX 4060 Laptop GPU, but torch"
@@ -84,19 +80,7 @@ def test_device_cuda_beside_an_unusable_nvidia_gpu_is_a_usage_error_with_the_fix
 
 def test_without_an_nvidia_gpu_nothing_is_said(no_torch_gpu, mnist_dir, tmp_path, monkeypatch):
     path_with(tmp_path, monkeypatch, None)
-    code, out, err = run_main(
-        train_resnet,
-        "--device",
-        "auto",
-        "--epochs",
-        1,
-        "--data-dir",
-        mnist_dir,
-        "--out-dir",
-        tmp_path / "run",
-        "--no-show",
-    )
-    assert code == 0, err
+    out, err = one_epoch_on_auto(mnist_dir, tmp_path)
     assert out.splitlines()[0] == "device: cpu" and out.splitlines()[1].startswith("results: ")
     assert "note:" not in out and "nvidia-smi" not in out and err == ""
     (tmp_path / "other").mkdir()
