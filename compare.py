@@ -7,6 +7,7 @@
 With no folders it compares every run under runs/ and writes runs/comparison.png; it also prints a table. --diff
 prints the lines of code (the script, models.py, data.py) that differ between two runs.
 """
+
 from helpers.comparison import main
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Both return logits (no softmax): CrossEntropyLoss applies log-softmax itself.
 
     python models.py  # each net layer by layer: output shape, parameters, multiply-adds per image
 """
+
 import warnings
 
 import torch
@@ -156,8 +157,10 @@ def main():
     (_, (_, direct_macs)), (_, (_, squeezed_macs)) = (layer_table(m, (192, 28, 28)) for m in (direct, squeezed))
     print("The lecture's 1x1-convolution example, a 192x28x28 input to 32x28x28:")
     print(f"  {'5x5 convolution':<46}{direct_macs:>12,} multiplications")
-    print(f"  {'1x1 convolution to 16 channels, then the 5x5':<46}{squeezed_macs:>12,} multiplications"
-          f" ({squeezed_macs / direct_macs:.2f}x: about a tenth)")
+    print(
+        f"  {'1x1 convolution to 16 channels, then the 5x5':<46}{squeezed_macs:>12,} multiplications"
+        f" ({squeezed_macs / direct_macs:.2f}x: about a tenth)"
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python train_inception.py
 
 Edit the constants below, or override one for a run (--help lists the flags); each run gets its own folder in runs/."""
+
 import time
 
 import torch
@@ -66,8 +67,17 @@ def test(model, device, test_loader):
 def main(argv=None):
     # Each constant becomes a flag; with --resume, the run's own values, from its checkpoint.pt. Inside `with run:`
     # a stop (Ctrl-C, a kill, a loss that is not finite, out of memory, a full disk) says why in one line.
-    run = helpers.Run(argv, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, momentum=MOMENTUM, seed=SEED,
-                      log_every=LOG_EVERY, data_dir=DATA_DIR, out_dir=OUT_DIR)
+    run = helpers.Run(
+        argv,
+        epochs=EPOCHS,
+        batch_size=BATCH_SIZE,
+        lr=LR,
+        momentum=MOMENTUM,
+        seed=SEED,
+        log_every=LOG_EVERY,
+        data_dir=DATA_DIR,
+        out_dir=OUT_DIR,
+    )
     args = run.args
     # The lecture's torch.device("cuda:0" if torch.cuda.is_available() else "cpu"), with Apple's MPS and --device.
     device = helpers.pick_device(args.device)

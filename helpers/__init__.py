@@ -1,5 +1,6 @@
 """The machinery around lecture 11's two scripts (flags, device, run folders, checkpoints and --resume, stops, figures,
 the comparison of runs). A learner need not read it: train_inception.py and train_resnet.py are the lesson."""
+
 from .device import memory_format, pick_device
 from .run import Run
 

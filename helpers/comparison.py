@@ -1,6 +1,7 @@
 """python compare.py: runs side by side, each labelled by what differs in its record of what ran (settings.json: the
 net, the optimizer as torch held it, the script's constants, the data, the device and the lesson files' code); what
 every run shares goes in one line. `--diff A B` prints the lines of code that differ between two runs."""
+
 import argparse
 import csv
 import difflib
@@ -35,8 +36,11 @@ def describe(folder):
         with open(path, encoding="utf-8") as f:
             return record.describe(json.load(f))
     except (OSError, ValueError, LookupError, TypeError, AttributeError) as e:
-        print(f"warning: {path} cannot be read ({getattr(e, 'strerror', None) or e}); {folder} is compared by its"
-              " metrics alone", file=sys.stderr)
+        print(
+            f"warning: {path} cannot be read ({getattr(e, 'strerror', None) or e}); {folder} is compared by its"
+            " metrics alone",
+            file=sys.stderr,
+        )
         return {}
 
 
@@ -72,8 +76,12 @@ def diff(folders):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="compare.py", description="Compare runs by what differs between them.")
     parser.add_argument("folders", nargs="*", help=f"run folders (with a metrics.csv); none: every run under {RUNS}/")
-    parser.add_argument("-o", "--output", default=os.path.join(RUNS, "comparison.png"),
-                        help="the figure: .png, .svg or .pdf (default: %(default)s)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=os.path.join(RUNS, "comparison.png"),
+        help="the figure: .png, .svg or .pdf (default: %(default)s)",
+    )
     parser.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"), help="print the lines of code that differ")
     parser.add_argument("--no-show", action="store_true", help="only save the figure, never show it")
     args = parser.parse_args(flags.command_line() if argv is None else [str(word) for word in argv])
@@ -83,7 +91,8 @@ def main(argv=None):
     # With no folders named: runs/resnet, runs/resnet-2, runs/resnet-10, numbers in order, not as text.
     found = [os.path.normpath(folder) for folder in args.folders] or sorted(
         (os.path.dirname(path) for path in glob.glob(os.path.join(RUNS, "*", "metrics.csv"))),
-        key=lambda folder: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", folder)])
+        key=lambda folder: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", folder)],
+    )
     runs = {}
     for folder in found:
         try:
@@ -91,8 +100,12 @@ def main(argv=None):
         except ValueError as e:
             print(f"warning: {e}; {folder} is left out", file=sys.stderr)
     if not runs:
-        raise SystemExit("error: no run could be read" if found else f"error: no runs under {RUNS}{os.sep} to compare:"
-                         " train one first (python train_resnet.py), or name the run folders")
+        raise SystemExit(
+            "error: no run could be read"
+            if found
+            else f"error: no runs under {RUNS}{os.sep} to compare:"
+            " train one first (python train_resnet.py), or name the run folders"
+        )
     described = [describe(folder) for folder in runs]
     differ, shared = differences(described)
     rows = [", ".join(items[k] for k in differ if k in items) for items in described]
@@ -109,8 +122,10 @@ def main(argv=None):
         print(everyone)
     names = [os.path.basename(f) for f in runs]
     names = names if len(set(names)) == len(names) else list(runs)
-    labels = [f"{name}: {row} ({h[-1][2]:.2f}%)" if row else f"{name} ({h[-1][2]:.2f}%)"
-              for name, row, h in zip(names, rows, runs.values())]
+    labels = [
+        f"{name}: {row} ({h[-1][2]:.2f}%)" if row else f"{name} ({h[-1][2]:.2f}%)"
+        for name, row, h in zip(names, rows, runs.values())
+    ]
     fig = figures.plot(dict(zip(labels, runs.values())), "test accuracy per epoch", everyone)
     try:
         figures.save(fig, args.output)

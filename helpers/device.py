@@ -1,5 +1,6 @@
 """The device a run trains on: auto picks CUDA, else Apple's MPS, else the CPU. Where an NVIDIA GPU sits beside a
 torch that cannot use it, the run says so in one line, with the fix; the README's "An NVIDIA GPU" says more."""
+
 import shutil
 import subprocess
 
@@ -56,14 +57,17 @@ def is_out_of_memory(error):
 def gpu_hint():
     """One line where `nvidia-smi -L` lists a GPU that this torch cannot use, with the fix; else None."""
     try:
-        listed = subprocess.run([shutil.which("nvidia-smi") or "nvidia-smi", "-L"], capture_output=True, text=True,
-                                timeout=15).stdout
+        listed = subprocess.run(
+            [shutil.which("nvidia-smi") or "nvidia-smi", "-L"], capture_output=True, text=True, timeout=15
+        ).stdout
     except (OSError, subprocess.SubprocessError, UnicodeDecodeError):
         return None
     gpu = next((line.split(" (UUID")[0] for line in listed.splitlines() if line.startswith("GPU ")), None)
     if gpu and torch.version.cuda is None:
         return f"nvidia-smi lists {gpu}, but torch {torch.__version__} is a CPU-only build; fix: {INSTALL}"
     if gpu:
-        return (f"nvidia-smi lists {gpu}, but torch {torch.__version__} (built for CUDA {torch.version.cuda}) finds no"
-                " GPU; fix: update the NVIDIA driver (README: An NVIDIA GPU)")
+        return (
+            f"nvidia-smi lists {gpu}, but torch {torch.__version__} (built for CUDA {torch.version.cuda}) finds no"
+            " GPU; fix: update the NVIDIA driver (README: An NVIDIA GPU)"
+        )
     return None

@@ -1,5 +1,6 @@
 """The figures: test accuracy per epoch for one run (accuracy.png) or many (compare.py); show(), which shows a figure
 where this Python can (a window, a notebook, an IDE's plot pane); save(), which writes one whole."""
+
 import io
 import math
 import os
@@ -88,13 +89,25 @@ def plot(runs, title, footnote=""):
         for i, (label, history) in enumerate(zip(labels, runs.values())):
             epochs, accuracy = [row[0] for row in history], [row[2] for row in history]
             best = max(range(len(accuracy)), key=accuracy.__getitem__)
-            (line,) = ax.plot(epochs, accuracy, marker="o", markersize=4, linestyle=("-", "--", ":", "-.")[i // 10 % 4],
-                              clip_on=False, label=label)
+            (line,) = ax.plot(
+                epochs,
+                accuracy,
+                marker="o",
+                markersize=4,
+                linestyle=("-", "--", ":", "-.")[i // 10 % 4],
+                clip_on=False,
+                label=label,
+            )
             ax.plot(epochs[best], accuracy[best], "*", color=line.get_color(), markersize=12, clip_on=False)
         accuracies, last = [row[2] for h in runs.values() for row in h], max(row[0] for h in runs.values() for row in h)
         pad = max(0.5, 0.1 * (max(accuracies) - min(accuracies)))
-        ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=title, xlim=(0.5, last + 0.5),
-               ylim=(max(0.0, min(accuracies) - pad), min(100.0, max(accuracies) + pad)))
+        ax.set(
+            xlabel="epoch",
+            ylabel="test accuracy (%)",
+            title=title,
+            xlim=(0.5, last + 0.5),
+            ylim=(max(0.0, min(accuracies) - pad), min(100.0, max(accuracies) + pad)),
+        )
         if last <= 12:
             ax.set_xticks(range(1, last + 1))
         else:

@@ -1,6 +1,7 @@
 """A training script's flags: one per constant that the script hands to Run (its default the constant, its help the
 comment above it), and the keeper's own --resume, --device and --no-show. A value that cannot work, typed or edited
 at the top of the script, is a usage error (exit 2) before anything is loaded."""
+
 import argparse
 import math
 import re
@@ -9,9 +10,14 @@ import sys
 from . import device
 
 # What a value must be, where a learner can get it wrong; every number must also be finite and 0 or more.
-CHECKS = {"epochs": (lambda v: v >= 1, "at least 1"), "batch_size": (lambda v: v >= 1, "at least 1"),
-          "log_every": (lambda v: v >= 1, "at least 1"), "lr": (lambda v: v > 0, "above 0"),
-          "momentum": (lambda v: v < 1, "below 1"), "seed": (lambda v: v < 2**64, "below 2**64")}
+CHECKS = {
+    "epochs": (lambda v: v >= 1, "at least 1"),
+    "batch_size": (lambda v: v >= 1, "at least 1"),
+    "log_every": (lambda v: v >= 1, "at least 1"),
+    "lr": (lambda v: v > 0, "above 0"),
+    "momentum": (lambda v: v < 1, "below 1"),
+    "seed": (lambda v: v < 2**64, "below 2**64"),
+}
 
 
 def flag(name):
@@ -27,16 +33,27 @@ def command_line():
 def parse(argv, script, source, constants):
     """(parser, args, typed): the constants as flags, checked; typed holds the flags typed on the command line."""
     helps = {name.lower(): text for text, name in re.findall(r"^# (.+)\n([A-Z_]+) = ", source, re.M)}
-    parser = argparse.ArgumentParser(prog=script, description=f"Lecture 11: train a net on MNIST. Each flag overrides"
-                                     f" the constant of its name at the top of {script}, for one run.")
+    parser = argparse.ArgumentParser(
+        prog=script,
+        description=f"Lecture 11: train a net on MNIST. Each flag overrides"
+        f" the constant of its name at the top of {script}, for one run.",
+    )
     for name, value in constants.items():
         how = {"action": argparse.BooleanOptionalAction} if isinstance(value, bool) else {"type": type(value)}
-        parser.add_argument(flag(name), default=argparse.SUPPRESS, help=f"{helps.get(name, '')} (default: {value})",
-                            **how)
-    parser.add_argument("--resume", metavar="RUN", default=argparse.SUPPRESS,
-                        help="go on with the run in folder RUN from its last saved epoch, with its own settings")
-    parser.add_argument("--device", default=argparse.SUPPRESS,
-                        help="auto (CUDA, else Apple's MPS, else the CPU), cpu, cuda, cuda:1, mps (default: auto)")
+        parser.add_argument(
+            flag(name), default=argparse.SUPPRESS, help=f"{helps.get(name, '')} (default: {value})", **how
+        )
+    parser.add_argument(
+        "--resume",
+        metavar="RUN",
+        default=argparse.SUPPRESS,
+        help="go on with the run in folder RUN from its last saved epoch, with its own settings",
+    )
+    parser.add_argument(
+        "--device",
+        default=argparse.SUPPRESS,
+        help="auto (CUDA, else Apple's MPS, else the CPU), cpu, cuda, cuda:1, mps (default: auto)",
+    )
     parser.add_argument("--no-show", action="store_true", default=argparse.SUPPRESS, help="never show the plot")
     typed = vars(parser.parse_args(command_line() if argv is None else [str(word) for word in argv]))
     args = argparse.Namespace(**{**constants, "resume": None, "device": "auto", "no_show": False, **typed})

@@ -1,6 +1,7 @@
 """A run's record of what ran, built from the objects it trained with: the script's constants, the optimizer as torch
 holds it, the net, the data's size, the device and the code of the lesson files. checkpoint.pt keeps it whole;
 settings.json shows it to people and to compare.py, with each file's code as a short hash."""
+
 import datetime
 import hashlib
 import json
@@ -37,12 +38,18 @@ def build(script, file, constants, model, optimizer, train_loader, test_loader):
         if path and not any(part in path for part in LIBRARIES):
             files.setdefault(os.path.basename(path), path)
     groups = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
-    return {"script": script, "net": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
-            "flags": constants, "optimizer": {"class": type(optimizer).__name__, "param_groups": groups},
-            "data": {"training_images": count(train_loader), "test_images": count(test_loader)},
-            "device": str(next(model.parameters()).device), "code": {name: source(f) for name, f in files.items()},
-            "versions": {"python": platform.python_version(), "torch": str(torch.__version__)},
-            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    return {
+        "script": script,
+        "net": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "flags": constants,
+        "optimizer": {"class": type(optimizer).__name__, "param_groups": groups},
+        "data": {"training_images": count(train_loader), "test_images": count(test_loader)},
+        "device": str(next(model.parameters()).device),
+        "code": {name: source(f) for name, f in files.items()},
+        "versions": {"python": platform.python_version(), "torch": str(torch.__version__)},
+        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
 
 
 def settings_json(record, epochs_done):

@@ -1,6 +1,7 @@
 """One training run, kept (see train_resnet.py's main()): the script's constants as flags, the run's folder and its
 record of what ran, a checkpoint after every epoch, --resume, and one line for a stop that a learner caused: Ctrl-C or
 a kill, a loss that is not finite, out of memory, a save that fails. Any other error is Python's traceback."""
+
 import math
 import os
 import signal
@@ -50,8 +51,10 @@ class Run:
             self.history = [tuple(row) for row in self.saved["history"]]
             done = len(self.history)
             if self.args.epochs <= done:
-                self.refuse(f"it has done {done} epoch{'s' * (done != 1)}, and --epochs {self.args.epochs} asks for"
-                            f" no more; to go on, ask for more, e.g. --epochs {done + 10}")
+                self.refuse(
+                    f"it has done {done} epoch{'s' * (done != 1)}, and --epochs {self.args.epochs} asks for"
+                    f" no more; to go on, ask for more, e.g. --epochs {done + 10}"
+                )
 
     def refuse(self, why):
         """A resume that cannot be right: one line, exit 2, nothing changed."""
@@ -71,8 +74,10 @@ class Run:
             try:
                 self.folder, self.made = store.make_folder(os.path.normpath(self.args.out_dir))
             except OSError as e:
-                raise SystemExit(f"error: cannot make a folder for the run at {self.args.out_dir}: {e.strerror or e};"
-                                 " pick another --out-dir") from None
+                raise SystemExit(
+                    f"error: cannot make a folder for the run at {self.args.out_dir}: {e.strerror or e};"
+                    " pick another --out-dir"
+                ) from None
             print(f"results: {self.folder}{os.sep}")
         net, parameters, images = self.record["net"], self.record["parameters"], self.record["data"]["training_images"]
         print(f"{net}: {parameters:,} parameters, {images:,} training images")
@@ -84,8 +89,10 @@ class Run:
         if now["net"] != saved["net"]:
             self.refuse(f"it is a run of {saved['net']}, but this script trains {now['net']}")
         if now["data"] != saved["data"]:
-            images = [f"{d['training_images']:,} training and {d['test_images']:,} test images"
-                      for d in (saved["data"], now["data"])]
+            images = [
+                f"{d['training_images']:,} training and {d['test_images']:,} test images"
+                for d in (saved["data"], now["data"])
+            ]
             self.refuse(f"it was trained on {images[0]}, but --data-dir {self.args.data_dir} holds {images[1]}")
         try:
             if now["optimizer"]["class"] != saved["optimizer"]["class"]:
@@ -101,8 +108,11 @@ class Run:
         changed = [name for name in code if saved["code"].get(name) != now["code"].get(name)]
         if changed:
             print(f"note: {', '.join(changed)} changed since the run began; it goes on with the code as it is now")
-        self.record = {**saved, "flags": {name: getattr(self.args, name) for name in saved["flags"]},
-                       "device": now["device"]}
+        self.record = {
+            **saved,
+            "flags": {name: getattr(self.args, name) for name in saved["flags"]},
+            "device": now["device"],
+        }
         print(f"resuming: {epochs(len(self.history))} done in {self.folder}{os.sep}, on to epoch {self.args.epochs}")
 
     def save(self, epoch, train_loss, accuracy, train_seconds):
@@ -112,22 +122,34 @@ class Run:
         history = [*self.history, (epoch, train_loss, accuracy, train_seconds)]
         generator = getattr(self.train_loader, "generator", None)
         rng = {"torch": torch.get_rng_state(), "loader": None if generator is None else generator.get_state()}
-        state = {"record": self.record, "history": history, "rng": rng, "model": self.model.state_dict(),
-                 "optimizer": self.optimizer.state_dict()}
+        state = {
+            "record": self.record,
+            "history": history,
+            "rng": rng,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
         # checkpoint.pt first: a folder with files always has one to go on from.
         store.save(self.folder, {"checkpoint.pt": lambda: store.tensors(state)}, essential=True)
         self.history = history
         store.save(self.folder, {"model.pt": lambda: store.tensors(state["model"])}, essential=True)
         rows = ["epoch,train_loss,test_accuracy,train_seconds", *("%d,%.6f,%.2f,%.2f" % row for row in history), ""]
-        store.save(self.folder, {"metrics.csv": lambda: "\n".join(rows).encode(),
-                                 "settings.json": lambda: record.settings_json(self.record, epoch),
-                                 "accuracy.png": lambda: figures.to_bytes(self.plot(), close=True)})
+        store.save(
+            self.folder,
+            {
+                "metrics.csv": lambda: "\n".join(rows).encode(),
+                "settings.json": lambda: record.settings_json(self.record, epoch),
+                "accuracy.png": lambda: figures.to_bytes(self.plot(), close=True),
+            },
+        )
         speed = self.record["data"]["training_images"] / train_seconds
         print(f"epoch {epoch}: test accuracy {accuracy:.2f}%  (train {train_seconds:.1f} s, {speed:.0f} img/s)")
         if epoch == self.args.epochs:
             best = max(history, key=lambda row: row[2])
-            print(f"final test accuracy {accuracy:.2f}% (best {best[2]:.2f}% at epoch {best[0]});"
-                  f" plot: {os.path.join(self.folder, 'accuracy.png')}")
+            print(
+                f"final test accuracy {accuracy:.2f}% (best {best[2]:.2f}% at epoch {best[0]});"
+                f" plot: {os.path.join(self.folder, 'accuracy.png')}"
+            )
 
     def __enter__(self):
         self.handler = signal.signal(signal.SIGTERM, terminate)
@@ -148,8 +170,10 @@ class Run:
             go_on = f"python {self.script} {' '.join(words)}" if self.script else f"main({words})"
             message = f"\n{what}: {kept}" + (f"; to go on: {go_on}" if 0 < done < self.args.epochs else "")
         elif device.is_out_of_memory(error):
-            message = (f"error: out of memory on {self.device} with --batch-size {self.args.batch_size}:"
-                       f" try a smaller --batch-size; {kept}")
+            message = (
+                f"error: out of memory on {self.device} with --batch-size {self.args.batch_size}:"
+                f" try a smaller --batch-size; {kept}"
+            )
         elif issubclass(kind, FloatingPointError):
             lr = self.optimizer.param_groups[0]["lr"]
             message = f"error: {error}: training diverged; try a smaller learning rate than {lr} (--lr); {kept}"

@@ -1,5 +1,6 @@
 """A run's folder and files. The folder is made when the run starts, by an exclusive mkdir over OUT_DIR, OUT_DIR-2,
 ... (runs started together each get their own). Every file is written whole: to a temporary file, then renamed."""
+
 import contextlib
 import io
 import itertools
@@ -54,8 +55,11 @@ def save(folder, files, essential=False):
         except OSError as e:
             if essential:
                 raise SaveError(f"could not write {path}: {e.strerror or e}") from None
-            print(f"warning: could not replace {path} ({e.strerror or e}; open in another program?);"
-                  " checkpoint.pt holds every epoch", file=sys.stderr)
+            print(
+                f"warning: could not replace {path} ({e.strerror or e}; open in another program?);"
+                " checkpoint.pt holds every epoch",
+                file=sys.stderr,
+            )
 
 
 def tensors(obj):

@@ -34,8 +34,13 @@ def test_a_failed_download_names_the_mirrors_to_fetch_the_files_from_by_hand(mod
     code, out, err = run_main(module, "--data-dir", data_dir, "--out-dir", tmp_path / "out", "--no-show")
     assert code == 1 and "Traceback" not in err and out.startswith("device: cpu\n")
     lines = err.splitlines()
-    assert lines[0].startswith(f"error: MNIST is not in {data_dir / 'MNIST' / 'raw'}{os.sep} nor in {data_dir}{os.sep},"
-                               " and could not be downloaded (") and "refused" in lines[0].lower()
+    assert (
+        lines[0].startswith(
+            f"error: MNIST is not in {data_dir / 'MNIST' / 'raw'}{os.sep} nor in {data_dir}{os.sep},"
+            " and could not be downloaded ("
+        )
+        and "refused" in lines[0].lower()
+    )
     assert lines[1] == f"  tried, in this order: {', '.join(data.MIRRORS)}"  # none answered: the order given
     assert ("GET", "https://dataset.bj.bcebos.com/mnist/train-images-idx3-ubyte.gz") in asked  # Baidu's was tried
     assert "from one of those addresses (https://dataset.bj.bcebos.com/mnist/ is the one that works best in" in err

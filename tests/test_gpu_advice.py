@@ -36,8 +36,18 @@ def path_with(tmp_path, monkeypatch, listing):
 
 def one_epoch_on_auto(mnist_dir, tmp_path):
     """(stdout, stderr) of one epoch of train_resnet.py with --device auto, which must succeed."""
-    code, out, err = run_main(train_resnet, "--device", "auto", "--epochs", 1, "--data-dir", mnist_dir, "--out-dir",
-                              tmp_path / "run", "--no-show")
+    code, out, err = run_main(
+        train_resnet,
+        "--device",
+        "auto",
+        "--epochs",
+        1,
+        "--data-dir",
+        mnist_dir,
+        "--out-dir",
+        tmp_path / "run",
+        "--no-show",
+    )
     assert code == 0, err
     return out, err
 
