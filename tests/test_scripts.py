@@ -127,7 +127,8 @@ def test_the_scripts_read_like_the_lecture():
         "optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)",
     ):
         assert line in source, line
-    assert len(train_resnet.__doc__.splitlines()) <= 6 and len(source.splitlines()) <= 95
+    # 95 lines before ruff format put each constant of helpers.Run(...) on a line of its own
+    assert len(train_resnet.__doc__.splitlines()) <= 6 and len(source.splitlines()) <= 105
 
 
 def test_device_choice(monkeypatch):
@@ -158,6 +159,7 @@ WINDOW = "the plot is open in a window: close it to end the script (--no-show sk
 
 def test_the_plot_window_is_announced_because_it_holds_the_script(mnist_dir, tmp_path, monkeypatch):
     shown = []
+    plt.close(plt.figure())  # pyplot loads Agg first: with the stand-in below it would refuse to, run on its own
     monkeypatch.setattr(FigureCanvasAgg, "required_interactive_framework", "tk")  # as a laptop's TkAgg window would
     monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf().axes[0].get_title()))
     code, out, err = run_main(train_resnet, "--epochs", 1, "--data-dir", mnist_dir, "--out-dir", tmp_path / "run")
