@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 
 import models
-from data import mnist_loaders, normalize, one_line
+from data import mnist_loaders, normalize
 from helpers import device as devices
 from helpers import figures, flags
+from helpers.mnist import one_line
 
 RUNS = "runs"
 NETS = {"InceptionNet": ("incep1", "incep2"), "ResidualNet": ("res1", "res2")}  # the blocks looked into

@@ -71,12 +71,12 @@ def main(argv=None):
             parser.error(f"{flag} must be at least 1, got {value}")
     data_dir = os.path.abspath(args.data_dir)
     if not all(os.path.isfile(os.path.join(data_dir, "MNIST", "raw", name)) for name in MNIST_FILES):
-        # Before the clock starts, so that both sides find the same four files. data.py (and its
+        # Before the clock starts, so that both sides find the same four files. helpers (and its
         # FILES, which MNIST_FILES repeats) is imported only here: it brings torch, a second of start-up
         # that a ready data folder skips.
-        from data import read_mnist
+        from helpers import read_mnist
 
-        read_mnist(data_dir)  # downloads what is missing, and names a bad file (data.DataError ends the command)
+        read_mnist(data_dir)  # downloads what is missing, and names a bad file (its DataError ends the command)
 
     python, epochs = sys.executable, str(args.epochs)
     with tempfile.TemporaryDirectory() as out:

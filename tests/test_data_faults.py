@@ -11,11 +11,12 @@ import urllib.request
 import pytest
 import torch
 
-import data
 import train_inception
 import train_resnet
 from conftest import OFFLINE, digest, run_main, run_script, use_proxy
-from data import FILES
+from data import mnist_loaders
+from helpers import mnist
+from helpers.mnist import FILES, DataError, read_mnist
 
 MODULES = [train_inception, train_resnet]
 
@@ -41,7 +42,7 @@ def test_a_failed_download_names_the_mirrors_to_fetch_the_files_from_by_hand(mod
         )
         and "refused" in lines[0].lower()
     )
-    assert lines[1] == f"  tried, in this order: {', '.join(data.MIRRORS)}"  # none answered: the order given
+    assert lines[1] == f"  tried, in this order: {', '.join(mnist.MIRRORS)}"  # none answered: the order given
     assert ("GET", "https://dataset.bj.bcebos.com/mnist/train-images-idx3-ubyte.gz") in asked  # Baidu's was tried
     assert "from one of those addresses (https://dataset.bj.bcebos.com/mnist/ is the one that works best in" in err
     assert all(f"{name}.gz" in err for name, _, _ in FILES) and "train-images.idx3-ubyte" in err and "--data-dir" in err
@@ -49,34 +50,38 @@ def test_a_failed_download_names_the_mirrors_to_fetch_the_files_from_by_hand(mod
 
 
 def test_the_mirror_that_answers_first_is_tried_first(monkeypatch):
-    delays = {data.MIRRORS[0]: 0.1, data.BAIDU: 0.0, data.MIRRORS[2]: None}  # in Beijing, say; the last never answers
+    delays = {
+        mnist.MIRRORS[0]: 0.1,
+        mnist.BAIDU: 0.0,
+        mnist.MIRRORS[2]: None,
+    }  # in Beijing, say; the last never answers
 
     def urlopen(request, timeout):
         mirror = request.full_url.rsplit("/", 1)[0] + "/"
-        assert request.method == "HEAD" and timeout == data.PROBE_TIMEOUT
+        assert request.method == "HEAD" and timeout == mnist.PROBE_TIMEOUT
         if delays[mirror] is None:
             raise urllib.error.URLError("timed out")
         time.sleep(delays[mirror])
         return io.BytesIO()
 
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    assert data.fastest_first(data.MIRRORS) == [data.BAIDU, data.MIRRORS[0], data.MIRRORS[2]]
-    delays.update({data.MIRRORS[0]: 0.0, data.BAIDU: 0.1})  # elsewhere
-    assert data.fastest_first(data.MIRRORS) == list(data.MIRRORS)
-    delays[data.BAIDU] = 0.5
-    monkeypatch.setattr(data, "PROBE_TIMEOUT", 0.05)  # one too slow to wait for: after those that answered
+    assert mnist.fastest_first(mnist.MIRRORS) == [mnist.BAIDU, mnist.MIRRORS[0], mnist.MIRRORS[2]]
+    delays.update({mnist.MIRRORS[0]: 0.0, mnist.BAIDU: 0.1})  # elsewhere
+    assert mnist.fastest_first(mnist.MIRRORS) == list(mnist.MIRRORS)
+    delays[mnist.BAIDU] = 0.5
+    monkeypatch.setattr(mnist, "PROBE_TIMEOUT", 0.05)  # one too slow to wait for: after those that answered
     started = time.monotonic()
-    assert data.fastest_first(data.MIRRORS) == list(data.MIRRORS) and time.monotonic() - started < 0.4
+    assert mnist.fastest_first(mnist.MIRRORS) == list(mnist.MIRRORS) and time.monotonic() - started < 0.4
 
 
 def test_an_empty_data_dir_is_the_working_folder(mnist_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(mnist_dir)
-    (train_images, _), (test_images, _) = data.read_mnist("")  # DATA_DIR = "" at the top of a script
+    (train_images, _), (test_images, _) = read_mnist("")  # DATA_DIR = "" at the top of a script
     assert (len(train_images), len(test_images)) == (2000, 500)
     use_proxy(monkeypatch, OFFLINE["http_proxy"])
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(data.DataError) as error:
-        data.read_mnist("")
+    with pytest.raises(DataError) as error:
+        read_mnist("")
     assert str(error.value).startswith(
         f"error: MNIST is not in {os.path.join(os.curdir, 'MNIST', 'raw')}{os.sep} nor in {os.curdir}{os.sep},"
     )
@@ -96,12 +101,12 @@ def test_silent_network_gives_up_within_seconds(tmp_path, monkeypatch):
     silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers
     proxy = f"http://127.0.0.1:{silent.getsockname()[1]}"
     use_proxy(monkeypatch, proxy)
-    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT", 0.2)
-    monkeypatch.setattr(data, "PROBE_TIMEOUT", 0.2)
+    monkeypatch.setattr(mnist, "DOWNLOAD_TIMEOUT", 0.2)
+    monkeypatch.setattr(mnist, "PROBE_TIMEOUT", 0.2)
     start = time.monotonic()
     try:
-        with pytest.raises(data.DataError, match=r"could not be downloaded \(.*timed out"):
-            data.mnist_loaders(tmp_path, 64, torch.device("cpu"))
+        with pytest.raises(DataError, match=r"could not be downloaded \(.*timed out"):
+            mnist_loaders(tmp_path, 64, torch.device("cpu"))
     finally:
         silent.close()
     # torchvision tries three mirrors, and start-up takes a moment: seconds, not the minutes of no timeout.
@@ -223,12 +228,14 @@ def test_damaged_gz_is_named_and_left_alone(damage, own_mnist, tmp_path):
 def test_data_file_that_cannot_be_read_is_named(own_mnist, tmp_path, monkeypatch):
     labels = own_mnist / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
 
-    def read_protected(path, *args):  # tests run as root here, so take the permission away where data.py opens it
+    def read_protected(
+        path, *args
+    ):  # tests run as root here, so take the permission away where helpers/mnist.py opens it
         if str(path) == str(labels):
             raise PermissionError(13, "Permission denied", str(path))
         return open(path, *args)
 
-    monkeypatch.setattr(data, "open", read_protected, raising=False)
+    monkeypatch.setattr(mnist, "open", read_protected, raising=False)
     code, out, err = run_main(train_inception, "--data-dir", own_mnist, "--out-dir", tmp_path / "out", "--no-show")
     assert code == 1
     assert f"error: cannot read {labels}: Permission denied. Check the file and its permissions." in err

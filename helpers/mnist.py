@@ -1,0 +1,192 @@
+"""MNIST's four files for data.py: found where they are, checked, and read as tensors; downloaded where missing.
+
+The files are found in DATA_DIR/MNIST/raw/ (torchvision's layout) or straight in DATA_DIR, under their usual names
+(train-images-idx3-ubyte) or the dotted ones of many mirrors and Kaggle (train-images.idx3-ubyte), unpacked or .gz.
+They are only read, never changed. A file that is not what it should be ends the script with a DataError naming it.
+Where they are missing, torchvision downloads them from the quickest of three mirrors (one of them quick in mainland
+China), each file checked against its MD5; where every mirror fails, the DataError says where to fetch them by hand.
+"""
+
+import contextlib
+import gzip
+import io
+import math
+import os
+import socket
+import time
+import urllib.request
+import zlib
+from concurrent.futures import ThreadPoolExecutor, wait
+
+import torch
+
+# Seconds a download may wait on a silent network before it gives up.
+DOWNLOAD_TIMEOUT = 10
+# Seconds the mirrors are given to answer before the download starts with the quickest (see fastest_first).
+PROBE_TIMEOUT = 3
+# PaddlePaddle's copy on Baidu's cloud in Beijing: the same four files, with the MD5s torchvision checks.
+BAIDU = "https://dataset.bj.bcebos.com/mnist/"
+# torchvision's own two mirrors, and Baidu's.
+MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", BAIDU, "http://yann.lecun.com/exdb/mnist/")
+# The four files: (name, magic number, dimensions).
+FILES = (
+    ("train-images-idx3-ubyte", 0x803, 3),
+    ("train-labels-idx1-ubyte", 0x801, 1),
+    ("t10k-images-idx3-ubyte", 0x803, 3),
+    ("t10k-labels-idx1-ubyte", 0x801, 1),
+)
+
+
+class DataError(SystemExit):
+    """MNIST could not be downloaded or read: the script ends with this message, which says what is wrong and how to
+    fix it (exit code 1, no traceback: the fault is in the files, not in the code)."""
+
+    def __init__(self, message):
+        super().__init__(f"error: {message}")
+
+
+def raw_folder(data_dir):
+    return os.path.join(data_dir, "MNIST", "raw")
+
+
+def find(data_dir, name):
+    """Where one of the four files is: MNIST/raw/ first, then data_dir itself; either name, packed or not; else None."""
+    for folder in (raw_folder(data_dir), data_dir):
+        for base in (name, name.replace("-idx", ".idx")):
+            for path in (os.path.join(folder, base), os.path.join(folder, base + ".gz")):
+                if os.path.isfile(path):
+                    return path
+    return None
+
+
+def read_mnist(data_dir):
+    """((train images, labels), (test images, labels)): images (N, 1, 28, 28) uint8, labels int64, on the CPU."""
+    data_dir = data_dir or os.curdir  # DATA_DIR = "": the working folder
+    paths = [find(data_dir, name) for name, _, _ in FILES]
+    if None in paths:
+        download(data_dir)
+        paths = [find(data_dir, name) for name, _, _ in FILES]
+    tensors = [read_idx(path, magic, ndim) for path, (_, magic, ndim) in zip(paths, FILES)]
+    splits = []
+    for (images, labels), (image_path, label_path) in zip((tensors[:2], tensors[2:]), (paths[:2], paths[2:])):
+        if len(images) != len(labels):
+            raise DataError(
+                f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels; they must"
+                " match. Replace the file that belongs to another set."
+            )
+        bad = (labels > 9).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            raise DataError(
+                f"{label_path} is damaged: label {int(labels[i])} at position {i} is not a digit 0-9. Replace the file."
+            )
+        splits.append((images.unsqueeze(1), labels.long()))
+    return splits
+
+
+def read_idx(path, magic, ndim):
+    """One file of MNIST's idx format (a .gz one unpacked in memory) as a uint8 tensor, checked on the way."""
+    try:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise DataError(
+            f"{path} is damaged and cannot be unpacked ({one_line(e)}): an interrupted download? Replace the file."
+        ) from e
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}. Check the file and its permissions.") from e
+    if not raw:
+        raise DataError(f"{path} is empty (an interrupted download?). Replace the file.")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated: {len(raw)} bytes, too short even for its header. Replace the file.")
+    found = int.from_bytes(raw[:4], "big")
+    if found != magic:
+        what = "image" if ndim == 3 else "label"
+        raise DataError(
+            f"{path} has magic number {found:#010x}, not {magic:#010x}: it is not an MNIST {what} file"
+            " (a file under the wrong name?). Replace it with the real file."
+        )
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + math.prod(dims)
+    if len(raw) != expected:
+        state = "truncated" if len(raw) < expected else "too long"
+        raise DataError(
+            f"{path} is {state}: its header promises {' x '.join(map(str, dims))} bytes of data ({expected} bytes in"
+            f" all), but it has {len(raw)} bytes. Replace the file."
+        )
+    if ndim == 3 and dims[1:] != [28, 28]:
+        raise DataError(f"{path} holds {dims[1]}x{dims[2]} images; these nets need MNIST's 28x28. Replace the file.")
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).view(*dims)
+
+
+def one_line(error):
+    """The last non-empty line of an exception's message (torchvision's download errors span many)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+def fastest_first(mirrors):
+    """The mirrors in the order they answer a request for one small file, all asked at once; a mirror that has not
+    answered within PROBE_TIMEOUT seconds comes after, in the order given. In mainland China the first mirror is often
+    slow or refused and Baidu's is quick; elsewhere it tends to be the other way round."""
+
+    def ask(mirror):
+        request = urllib.request.Request(mirror + "t10k-labels-idx1-ubyte.gz", method="HEAD")
+        urllib.request.urlopen(request, timeout=PROBE_TIMEOUT).close()
+        return time.perf_counter()
+
+    pool = ThreadPoolExecutor(len(mirrors))
+    asked = {pool.submit(ask, mirror): mirror for mirror in mirrors}
+    done, _ = wait(asked, timeout=PROBE_TIMEOUT)
+    pool.shutdown(wait=False)
+    answered = [mirror for _, mirror in sorted((f.result(), asked[f]) for f in done if f.exception() is None)]
+    return answered + [mirror for mirror in mirrors if mirror not in answered]
+
+
+def download(data_dir):
+    """torchvision's download into data_dir/MNIST/raw/, from the quickest mirror first, each file checked against its
+    MD5; or a DataError that names the mirrors, to fetch the files by hand."""
+    from torchvision import datasets
+
+    # The folders the download will make, innermost first: a failed download leaves none of them behind.
+    made, path = [], os.path.abspath(raw_folder(data_dir))
+    while not os.path.isdir(path):
+        made.append(path)
+        path = os.path.dirname(path)
+    # urllib waits forever on a silent network otherwise.
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+    mirrors = fastest_first(MIRRORS)
+    # torchvision's lines for each mirror it tries (older versions print them on stdout): the error below says them.
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(said):
+            type("MNIST", (datasets.MNIST,), {"mirrors": mirrors})(data_dir, train=True, download=True)
+        print(said.getvalue(), end="")
+    except Exception as e:
+        # Downloaded, but torchvision could not read it: read_idx says why.
+        if all(find(data_dir, name) for name, _, _ in FILES):
+            return
+        for path in made:
+            try:
+                os.rmdir(path)
+            except OSError:
+                break
+        # Older torchvision prints each mirror's error on stdout, and raises only "Error downloading ...".
+        printed = [line.strip() for line in said.getvalue().splitlines() if "error" in line.lower()]
+        why = one_line(e) + (f": {printed[-1]}" if printed and printed[-1] not in one_line(e) else "")
+        names = ", ".join(f"{name}.gz" for name, _, _ in FILES)
+        raise DataError(
+            f"MNIST is not in {raw_folder(data_dir)}{os.sep} nor in {data_dir}{os.sep}, and could not be downloaded"
+            f" ({why}).\n"
+            f"  tried, in this order: {', '.join(mirrors)}\n"
+            f"  fix: download the four files, {names},\n"
+            f"       in a browser from one of those addresses ({BAIDU} is the one that works best in mainland China),\n"
+            f"       and put them into {raw_folder(data_dir)}{os.sep} or {data_dir}{os.sep} (unpacked or not; Kaggle's"
+            " names with a dot, train-images.idx3-ubyte, work too),\n"
+            "       or point --data-dir at the folder that holds them."
+        ) from e
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
