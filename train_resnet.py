@@ -79,9 +79,9 @@ def main(argv=None):
         out_dir=OUT_DIR,
     )
     args = run.args
-    # The lecture's torch.device("cuda:0" if torch.cuda.is_available() else "cpu"), with Apple's MPS and --device.
-    device = helpers.pick_device(args.device)
     with run:
+        # The lecture's torch.device("cuda:0" if torch.cuda.is_available() else "cpu"), with Apple's MPS and --device.
+        device = helpers.pick_device(args.device)
         torch.manual_seed(args.seed)
         # Not the lecture's DataLoader: data.py holds MNIST on the device as one tensor (docs/performance.md).
         train_loader, test_loader = mnist_loaders(args.data_dir, args.batch_size, device, seed=args.seed)

@@ -74,3 +74,9 @@ def check_device(parser, name):
         return device.pick(name)
     except ValueError as e:
         parser.error(f"--device: {e}")
+
+
+def quoted(word):
+    """A word of a command as cmd, PowerShell, bash and zsh all read it: in double quotes where it holds a space, a
+    Chinese character or anything else but letters, digits and ./\\:_-."""
+    return f'"{word}"' if re.search(r"[^\w./\\:-]", word, re.ASCII) else word

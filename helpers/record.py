@@ -8,6 +8,7 @@ import json
 import linecache
 import os
 import platform
+import re
 import sys
 import sysconfig
 
@@ -52,9 +53,26 @@ def build(script, file, constants, model, optimizer, train_loader, test_loader):
     }
 
 
+def versioned(record):
+    """{lesson file: the text its version is told by}: the script without the lines that assign the constants it hands
+    the keeper (their values are in the record as flags, and a resume takes the run's own), the others whole."""
+    script = re.compile(rf"^({'|'.join(name.upper() for name in record['flags'])}) *=.*\n?", re.M)
+    first = record["script"] or "notebook cell"
+    return {name: script.sub("", text) if name == first else text for name, text in record["code"].items()}
+
+
+def optimizer_changes(saved, now):
+    """[(hyperparameter, now, saved)] where the optimizer now differs from the record's: its class, else the values of
+    its param_groups that both torch versions have."""
+    if now["class"] != saved["class"]:
+        return [("optimizer", now["class"], saved["class"])]
+    pairs = zip(now["param_groups"], saved["param_groups"])
+    return [(k, v, old[k]) for new, old in pairs for k, v in new.items() if k in old and v != old[k]]
+
+
 def settings_json(record, epochs_done):
-    """settings.json: the record, each lesson file's code as the first 12 digits of its SHA-256."""
-    hashes = {name: hashlib.sha256(text.encode()).hexdigest()[:12] for name, text in record["code"].items()}
+    """settings.json: the record, each lesson file's code version (versioned()) as 12 digits of its SHA-256."""
+    hashes = {name: hashlib.sha256(text.encode()).hexdigest()[:12] for name, text in versioned(record).items()}
     text = json.dumps({**record, "code": hashes, "epochs_done": epochs_done}, indent=2, ensure_ascii=False, default=str)
     return (text + "\n").encode()
 

@@ -9,10 +9,7 @@ import sys
 
 import torch
 
-from . import device, figures, flags, record, store
-
-# Typed with --resume, these apply to the rest of the run; any other flag typed must agree with the run's own.
-RESUMABLE = ("resume", "epochs", "device", "data_dir", "no_show")
+from . import device, figures, flags, record, resume, store
 
 
 class Stop(KeyboardInterrupt):
@@ -40,26 +37,7 @@ class Run:
         self.device = self.args.device
         if self.args.resume:
             self.folder = os.path.normpath(self.args.resume)
-            if not os.path.isfile(os.path.join(self.folder, "checkpoint.pt")):
-                self.refuse("it has no checkpoint.pt to go on from; leave out --resume to start a new run")
-            self.saved = store.load(os.path.join(self.folder, "checkpoint.pt"))
-            own = self.saved["record"]["flags"]
-            for name, value in typed.items():
-                if name not in RESUMABLE and value != own.get(name):
-                    self.refuse(f"{flags.flag(name)} {value} differs from the run's {own.get(name)}")
-            vars(self.args).update({name: value for name, value in own.items() if name not in typed})
-            self.history = [tuple(row) for row in self.saved["history"]]
-            done = len(self.history)
-            if self.args.epochs <= done:
-                self.refuse(
-                    f"it has done {done} epoch{'s' * (done != 1)}, and --epochs {self.args.epochs} asks for"
-                    f" no more; to go on, ask for more, e.g. --epochs {done + 10}"
-                )
-
-    def refuse(self, why):
-        """A resume that cannot be right: one line, exit 2, nothing changed."""
-        print(f"{self.parser.prog}: error: --resume {self.folder}: {why}; nothing was changed", file=sys.stderr)
-        raise SystemExit(2)
+            self.saved, self.history = resume.load(self, typed)
 
     def start(self, model, optimizer, train_loader, test_loader):
         """Take the script's model, optimizer and loaders; make the run's folder, or with --resume put the saved run
@@ -69,7 +47,7 @@ class Run:
         constants = {name: getattr(self.args, name) for name in self.constants}
         self.record = record.build(self.script, self.file, constants, model, optimizer, train_loader, test_loader)
         if self.saved:
-            self.restore()
+            self.record = resume.restore(self)
         else:
             try:
                 self.folder, self.made = store.make_folder(os.path.normpath(self.args.out_dir))
@@ -82,38 +60,6 @@ class Run:
         net, parameters, images = self.record["net"], self.record["parameters"], self.record["data"]["training_images"]
         print(f"{net}: {parameters:,} parameters, {images:,} training images")
         return len(self.history) + 1
-
-    def restore(self):
-        """Put the saved weights, momentum and random state back: refused where that cannot be right."""
-        saved, now = self.saved["record"], self.record
-        if now["net"] != saved["net"]:
-            self.refuse(f"it is a run of {saved['net']}, but this script trains {now['net']}")
-        if now["data"] != saved["data"]:
-            images = [
-                f"{d['training_images']:,} training and {d['test_images']:,} test images"
-                for d in (saved["data"], now["data"])
-            ]
-            self.refuse(f"it was trained on {images[0]}, but --data-dir {self.args.data_dir} holds {images[1]}")
-        try:
-            if now["optimizer"]["class"] != saved["optimizer"]["class"]:
-                raise ValueError(f"it trained with {saved['optimizer']['class']}")
-            self.model.load_state_dict(self.saved["model"])
-            self.optimizer.load_state_dict(self.saved["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            self.refuse(f"its checkpoint.pt does not fit this script's model or optimizer ({str(e).splitlines()[0]})")
-        torch.set_rng_state(self.saved["rng"]["torch"])
-        if getattr(self.train_loader, "generator", None) is not None and self.saved["rng"]["loader"] is not None:
-            self.train_loader.generator.set_state(self.saved["rng"]["loader"])
-        code = {**saved["code"], **now["code"]}
-        changed = [name for name in code if saved["code"].get(name) != now["code"].get(name)]
-        if changed:
-            print(f"note: {', '.join(changed)} changed since the run began; it goes on with the code as it is now")
-        self.record = {
-            **saved,
-            "flags": {name: getattr(self.args, name) for name in saved["flags"]},
-            "device": now["device"],
-        }
-        print(f"resuming: {epochs(len(self.history))} done in {self.folder}{os.sep}, on to epoch {self.args.epochs}")
 
     def save(self, epoch, train_loss, accuracy, train_seconds):
         """Keep a finished epoch: checkpoint.pt first, then model.pt and the files for people; print its line."""
@@ -163,12 +109,16 @@ class Run:
             store.remove_folder(self.folder, self.made)
         if kind is None:
             return False
-        kept, code = f"{epochs(done)} saved in {self.folder}{os.sep}" if done else "nothing was saved", 1
+        kept, code = f"{resume.epochs(done)} saved in {self.folder}{os.sep}" if done else "nothing was saved", 1
         if issubclass(kind, KeyboardInterrupt):
             code, what = (143, "terminated") if issubclass(kind, Stop) else (130, "interrupted")
-            words = ["--resume", self.folder, "--epochs", str(self.args.epochs)]
-            go_on = f"python {self.script} {' '.join(words)}" if self.script else f"main({words})"
-            message = f"\n{what}: {kept}" + (f"; to go on: {go_on}" if 0 < done < self.args.epochs else "")
+            message = f"\n{what}: {kept}"
+            if 0 < done < self.args.epochs:
+                words = ["--resume", self.folder, "--epochs", str(self.args.epochs)]
+                go_on = (
+                    f"python {self.script} {' '.join(map(flags.quoted, words))}" if self.script else f"main({words})"
+                )
+                message += f"; to go on: {go_on}"
         elif device.is_out_of_memory(error):
             message = (
                 f"error: out of memory on {self.device} with --batch-size {self.args.batch_size}:"
@@ -193,7 +143,3 @@ class Run:
         """The finished run's accuracy plot (also in accuracy.png), where this Python can show one."""
         if not self.args.no_show:
             figures.show(self.plot())
-
-
-def epochs(n):
-    return "epoch 1" if n == 1 else f"epochs 1-{n}"

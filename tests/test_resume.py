@@ -7,6 +7,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -60,19 +61,49 @@ def test_a_finished_run_extended_equals_an_uninterrupted_one(saved_run, resnet_2
     assert_same_results(saved_run, resnet_2_epochs)
 
 
-@pytest.mark.parametrize("stop", [KeyboardInterrupt, pytest.param(Stop, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "stop, folder, printed",
+    [
+        (KeyboardInterrupt, "run", "{out}"),
+        pytest.param(Stop, "run", "{out}", marks=pytest.mark.slow),
+        (KeyboardInterrupt, "my run 实验", '"{out}"'),  # a space or Chinese: in double quotes, one argument
+    ],
+)
 def test_ctrl_c_or_a_kill_in_epoch_2_keeps_epoch_1_and_the_printed_command_finishes_it(
-    stop, tmp_path, mnist_dir, resnet_2_epochs, monkeypatch
+    stop, folder, printed, tmp_path, mnist_dir, resnet_2_epochs, monkeypatch
 ):
-    out = tmp_path / "run"
+    out = tmp_path / folder
     err = stopped_in_epoch_2(train_resnet, out, mnist_dir, monkeypatch, stop)
     what = "interrupted" if stop is KeyboardInterrupt else "terminated"
-    command = f"python train_resnet.py --resume {out} --epochs 2"
+    command = f"python train_resnet.py --resume {printed.format(out=out)} --epochs 2"
     assert err == f"\n{what}: epoch 1 saved in {out}{os.sep}; to go on: {command}\n"
     assert sorted(os.listdir(out)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "model.pt", "settings.json"]
     code, log, err = run_main(train_resnet, *shlex.split(command)[2:], "--data-dir", mnist_dir, "--log-every", 10)
     assert code == 0, err
     assert_same_results(out, resnet_2_epochs)
+
+
+@pytest.mark.slow
+def test_the_printed_command_runs_as_printed_in_a_shell(tmp_path, mnist_dir):
+    """Ctrl-C in epoch 2 of a run in a folder named as the course's students name them; the command it prints, pasted
+    into a shell (here the system's: sh, or cmd.exe on Windows) with the training Python first on PATH, finishes it."""
+    out = tmp_path / "runs" / "my run 实验"
+    returncode, stderr = signal_in_epoch_2(out, signal.SIGINT, mnist_dir)
+    command = stderr.split("; to go on: ")[1].strip()
+    assert returncode == 130 and command == f'python train_resnet.py --resume "{out}" --epochs 2'
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    done = subprocess.run(
+        command,
+        shell=True,
+        cwd=ROOT,
+        env={**os.environ, "PATH": path, "MPLBACKEND": "Agg"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "resuming: epoch 1 done" in done.stdout and "epoch 2: test accuracy" in done.stdout
+    assert len((out / "metrics.csv").read_text().splitlines()) == 3  # the header and both epochs
 
 
 @pytest.mark.slow
@@ -168,13 +199,31 @@ def test_settings_json_is_never_read(settings, saved_run, tmp_path, mnist_dir, m
     assert json.loads((stopped / "settings.json").read_text(encoding="utf-8"))["flags"]["epochs"] == 2  # written again
 
 
-def test_edited_code_is_one_note(saved_run, tmp_path, mnist_dir):
+def test_an_edited_constant_is_not_a_code_change_and_the_run_keeps_its_own(saved_run, tmp_path, mnist_dir):
     script = edited(tmp_path, "train_resnet.py", ("LOG_EVERY = 300", "LOG_EVERY = 20"))
     log = train(
         load_script(script, "train_resnet_edited"), saved_run, "--epochs", 2, "--resume", saved_run, mnist_dir=mnist_dir
     )
-    assert "note: train_resnet.py changed since the run began; it goes on with the code as it is now" in log
+    assert "note:" not in log
     assert "epoch 2: test accuracy" in log and "[2,    10] loss" in log  # the run's own LOG_EVERY, not the edited one
+
+
+@pytest.mark.parametrize(
+    "file, edit",
+    [
+        ("models.py", ("return F.relu(x + y)", "return F.relu(x + 0.5 * y)")),  # still loads: the same weights
+        ("train_resnet.py", ("running_loss = 0.0\n    epoch_loss", "running_loss = 0.0  # edited\n    epoch_loss")),
+    ],
+)
+def test_edited_code_that_a_resume_runs_is_one_note(file, edit, saved_run, tmp_path, mnist_dir, monkeypatch):
+    path = edited(tmp_path, file, edit)
+    if file == "models.py":
+        script = load_script(ROOT / "train_resnet.py", "train_resnet_edited", models=path, monkeypatch=monkeypatch)
+    else:
+        script = load_script(path, "train_resnet_edited")
+    log = train(script, saved_run, "--epochs", 2, "--resume", saved_run, mnist_dir=mnist_dir)
+    assert f"note: {file} changed since the run began; the rest of the run uses it as edited" in log
+    assert "epoch 2: test accuracy" in log
 
 
 # --- refused, and nothing in the folder changes ----------------------------------------------------
@@ -267,17 +316,29 @@ def test_a_damaged_checkpoint_is_refused(saved_run, damage):
     )
 
 
-def test_another_optimizer_in_the_script_is_refused(saved_run, tmp_path, mnist_dir):
-    script = edited(
-        tmp_path,
-        "train_resnet.py",
+SGD = "torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)"
+
+
+@pytest.mark.parametrize(
+    "edits, named",
+    [
+        ([(SGD, SGD.replace("momentum=args.momentum", "momentum=0.9"))], "momentum 0.9 in the code, 0.5 in the run"),
         (
-            "torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)",
-            "torch.optim.Adam(model.parameters(), lr=args.lr)",
+            [
+                ("MOMENTUM = 0.5\n", "MOMENTUM = 0.5\nWEIGHT_DECAY = 1e-3\n"),
+                ("momentum=args.momentum)", "momentum=args.momentum, weight_decay=args.weight_decay)"),
+                ("out_dir=OUT_DIR,", "out_dir=OUT_DIR,\n        weight_decay=WEIGHT_DECAY,"),
+            ],
+            "weight_decay 0.001 in the code, 0 in the run",
         ),
-    )
-    code, err = refused(load_script(script, "train_resnet_adam"), saved_run, "--epochs", 2, data=mnist_dir)
-    assert code == 2 and "its checkpoint.pt does not fit this script's model or optimizer (it trained with SGD)" in err
+        ([(SGD, "torch.optim.Adam(model.parameters(), lr=args.lr)")], "optimizer Adam in the code, SGD in the run"),
+    ],
+)
+def test_an_optimizer_edited_since_the_run_began_is_refused(edits, named, saved_run, tmp_path, mnist_dir):
+    script = edited(tmp_path, "train_resnet.py", *edits)
+    code, err = refused(load_script(script, "train_resnet_optimizer"), saved_run, "--epochs", 2, data=mnist_dir)
+    assert code == 2 and len(err.splitlines()) == 1 and named in err, err
+    assert "goes on with the run's own optimizer; start a new run" in err
 
 
 def test_the_extension_covers_all_epochs(saved_run, mnist_dir):

@@ -11,12 +11,14 @@ import sys
 
 import pytest
 import torch
+from held import MOMENTS, hold
 
 import train_inception
 import train_resnet
-from conftest import run_main, script_call
+from conftest import ROOT, run_main, script_call
 from helpers import store
 from helpers.device import OutOfMemoryError  # torch.OutOfMemoryError from torch 2.5 on
+from helpers.run import Stop
 
 FILES = ["accuracy.png", "checkpoint.pt", "metrics.csv", "model.pt", "settings.json"]
 # Tests that train: the machinery is the same for both, so InceptionNet (three times the work) runs with the slow tests.
@@ -182,10 +184,17 @@ def test_a_file_is_written_whole_or_left_as_it_was(failure, tmp_path, monkeypatc
     assert target.read_text() == "old results\n" and os.listdir(tmp_path) == ["metrics.csv"]
 
 
-def test_ctrl_c_before_epoch_1_leaves_nothing(mnist_dir, tmp_path, monkeypatch):
-    in_epoch(train_resnet, 1, monkeypatch, lambda model: (_ for _ in ()).throw(KeyboardInterrupt))
-    code, out, err = run(train_resnet, tmp_path / "new" / "run", mnist_dir)
-    assert code == 130 and err == "\ninterrupted: nothing was saved\n"
+@pytest.mark.parametrize("moment", MOMENTS)
+@pytest.mark.parametrize("stop, code, what", [(KeyboardInterrupt, 130, "interrupted"), (Stop, 143, "terminated")])
+def test_a_stop_before_epoch_1_is_saved_says_nothing_was_saved(
+    moment, stop, code, what, mnist_dir, tmp_path, monkeypatch
+):
+    def raise_stop():
+        raise stop
+
+    hold(moment, raise_stop, monkeypatch.setattr)
+    returncode, out, err = run(train_resnet, tmp_path / "new" / "run", mnist_dir)
+    assert (returncode, err) == (code, f"\n{what}: nothing was saved\n") and "held" in out
     assert os.listdir(tmp_path) == []
 
 
@@ -210,15 +219,25 @@ def start(out, mnist_dir, epochs=2):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("moment", MOMENTS)
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_in_epoch_1_leaves_no_folder(how, mnist_dir, tmp_path):
-    process = start(tmp_path / "runs" / "resnet", mnist_dir)
+def test_a_real_signal_before_epoch_1_is_saved_leaves_no_folder(moment, how, mnist_dir, tmp_path):
+    """The script started as a user would, held at that moment by tests/held.py until the signal comes."""
+    out = tmp_path / "runs" / "resnet"
+    args = ["--device", "cpu", "--epochs", 1, "--data-dir", mnist_dir, "--out-dir", out, "--no-show"]
+    call = script_call("tests/held.py", moment, *args, env={"PYTHONPATH": str(ROOT)})
+    process = subprocess.Popen(
+        **call,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # as in a terminal
     for line in process.stdout:
-        if line.startswith("[1,    10]"):
+        if line == "held\n":
             process.send_signal(how)
             break
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 128 + how and "Traceback" not in err
+    assert process.returncode == 128 + how and "Traceback" not in err, err
     assert err.strip() == f"{'interrupted' if how == signal.SIGINT else 'terminated'}: nothing was saved"
     assert os.listdir(tmp_path) == []
 
