@@ -31,13 +31,6 @@ from helpers import figures, flags
 from helpers.mnist import one_line
 
 RUNS = "runs"
-NETS = {"InceptionNet": ("incep1", "incep2"), "ResidualNet": ("res1", "res2")}  # the blocks looked into
-BRANCHES = {
-    "1x1": "branch1x1",
-    "5x5": "branch5x5",
-    "3x3 -> 3x3": "branch3x3",
-    "pool": "branch_pool",
-}  # layer names, in torch.cat's order
 MISTAKES_SHOWN = 48  # the most confident mistakes drawn in mistakes.png
 CAVEAT = (
     "note: a knock-out measures how much this trained net relies on a part, not what a net trained without it"
@@ -45,19 +38,159 @@ CAVEAT = (
 )
 
 
-def branch_slices(block):
-    """{branch: its channels in the block's output}: torch.cat's order, widths from the branches' last convolutions."""
-    slices, start = {}, 0
-    for name, prefix in BRANCHES.items():
-        width = [layer for key, layer in block.named_children() if key.startswith(prefix)][-1].out_channels
-        slices[name], start = slice(start, start + width), start + width
-    return slices
+# --- the probes: for each net, what is knocked out, what is measured, its table and its panels --------------------
+
+
+class Probe:
+    """One net's probe: its blocks, and the forward hooks that knock a part out of a block or measure it."""
+
+    blocks = ()
+
+    def __init__(self, model):
+        self.model = model
+
+    def watch(self):
+        """(layer, hook) pairs that the knock-outs and measurements need on while the net runs."""
+        return []
+
+    def label(self, part):
+        return part
+
+
+class Inception(Probe):
+    """InceptionNet: each branch's output set to zero; measured, its share of the block's output energy (the sum of
+    squares over the test images) and of the block's multiply-adds."""
+
+    blocks = ("incep1", "incep2")
+    BRANCHES = {"1x1": "branch1x1", "5x5": "branch5x5", "3x3 -> 3x3": "branch3x3", "pool": "branch_pool"}
+
+    def __init__(self, model):
+        super().__init__(model)
+        # Each branch's channels in the block's output: torch.cat's order, widths from the branches' last layers.
+        self.slices, start = {}, 0
+        for branch, prefix in self.BRANCHES.items():
+            layers = [layer for name, layer in model.incep1.named_children() if name.startswith(prefix)]
+            self.slices[branch], start = slice(start, start + layers[-1].out_channels), start + layers[-1].out_channels
+
+    def knockouts(self):
+        def zero(channels):
+            def hook(block, inputs, output):
+                output = output.clone()
+                output[:, channels] = 0
+                return output
+
+            return hook
+
+        return {branch: zero(channels) for branch, channels in self.slices.items()}
+
+    def label(self, part):
+        return f"without {part}"
+
+    def measure(self, loader):
+        energy = {name: 0 for name in self.blocks}
+
+        def add(name):
+            def hook(block, inputs, output):
+                energy[name] = energy[name] + output.float().pow(2).sum(dim=(0, 2, 3))
+
+            return hook
+
+        accuracy(self.model, loader, [(getattr(self.model, name), add(name)) for name in self.blocks])
+        return {name: {b: (e[s].sum() / e.sum()).item() for b, s in self.slices.items()} for name, e in energy.items()}
+
+    def multiply_adds(self):
+        """{block: {branch: its share of the block's multiply-adds per image}}, counted by models.layer_table."""
+        table, _ = models.layer_table(type(self.model)(), (1, 28, 28))
+        shares = {}
+        for block in self.blocks:
+            counts = {
+                b: sum(m for name, _, _, m in table if name.startswith(f"{block}.{p}"))
+                for b, p in self.BRANCHES.items()
+            }
+            shares[block] = {b: m / sum(counts.values()) for b, m in counts.items()}
+        return shares
+
+    def table(self, knocked, measured):
+        shares, wheres, total = self.multiply_adds(), [*self.blocks, "both"], self.slices["pool"].stop
+        head = f"{'energy ' + ' / '.join(self.blocks):>22}  {'multiply-adds':>15}  zeroed in: "
+        lines = [f"{'branch':<11} {'channels':>8}  {head}" + "  ".join(f"{w:>7}" for w in wheres)]
+        for b, s in self.slices.items():
+            energy = " / ".join(f"{100 * measured[block][b]:.1f}%" for block in self.blocks)
+            madds = " / ".join(f"{100 * shares[block][b]:.0f}%" for block in self.blocks)
+            knocks = "  ".join(f"{knocked[b, w]:>6.2f}%" for w in wheres)
+            lines.append(f"{b:<11} {s.stop - s.start:>5}/{total}  {energy:>22}  {madds:>15}  {'':>10} {knocks}")
+        return lines
+
+    def panels(self, digit):
+        """One row: the digit as each branch of the first block passes it on."""
+        _, out = seen(self, digit)["incep1"]
+        return [[(f"incep1 {b}\n{s.stop - s.start} channels", out[s]) for b, s in self.slices.items()]]
+
+
+class Residual(Probe):
+    """ResidualNet: each block without its skip, relu(F(x)), and without F, relu(x); measured, |F(x)| / |x| and the
+    cosine of F(x) and x, medians over the test images. F(x) is what the block computes before x is added: the
+    output of the last layer its forward() calls, as ResidualBlock is written now (conv2 in the lecture's)."""
+
+    blocks = ("res1", "res2")
+
+    def watch(self):
+        self.fx = {}
+        return [
+            (layer, lambda layer, inputs, output, block=block: self.fx.update({block: output}))
+            for block in (getattr(self.model, name) for name in self.blocks)
+            for layer in block.children()
+        ]
+
+    def knockouts(self):
+        return {
+            "without the skip": lambda block, inputs, output: F.relu(self.fx[block]),
+            "without F(x)": lambda block, inputs, output: F.relu(inputs[0]),
+        }
+
+    def measure(self, loader):
+        found = {name: [] for name in self.blocks}
+
+        def keep(name):
+            def hook(block, inputs, output):
+                x, fx = inputs[0].flatten(1).float(), self.fx[block].flatten(1).float()
+                ratio = fx.norm(dim=1) / x.norm(dim=1).clamp_min(1e-12)
+                found[name].append(torch.stack([ratio, F.cosine_similarity(fx, x, dim=1)]))
+
+            return hook
+
+        blocks = [(getattr(self.model, name), keep(name)) for name in self.blocks]
+        accuracy(self.model, loader, [*self.watch(), *blocks])
+        return {name: torch.cat(rows, dim=1).median(dim=1).values.tolist() for name, rows in found.items()}
+
+    def table(self, knocked, measured):
+        lines = [f"{'block':<6} {'|F(x)|/|x|':>10} {'cos(F(x), x)':>13}  {'without the skip':>17} {'without F(x)':>13}"]
+        for w in [*self.blocks, "both"]:
+            ratio, cosine = (f"{measured[w][0]:.2f}", f"{measured[w][1]:.2f}") if w in measured else ("", "")
+            skip, fx = (f"{knocked[part, w]:.2f}%" for part in self.knockouts())
+            lines.append(f"{w:<6} {ratio:>10} {cosine:>13}  {skip:>17} {fx:>13}")
+        return lines
+
+    def panels(self, digit):
+        """A row per block: the digit as x, as F(x) and as the block's output, relu(x + F(x))."""
+        inside = seen(self, digit)
+        fx = {name: self.fx[getattr(self.model, name)][0] for name in self.blocks}
+        return [
+            [(f"{name} x", x), (f"{name} F(x)", fx[name]), (f"{name} relu(x + F(x))", out)]
+            for name, (x, out) in inside.items()
+        ]
+
+
+PROBES = {"InceptionNet": Inception, "ResidualNet": Residual}
+
+
+# --- the steps the probes share: hooks, the accuracy count, the knock-outs, one digit's pass ------------------------
 
 
 @contextlib.contextmanager
-def hooked(blocks, hook):
-    """hook on each block's forward while inside; the net is as it was afterwards, even after an error."""
-    handles = [block.register_forward_hook(hook) for block in blocks] if hook else []
+def hooked(pairs):
+    """Each (module, hook) on the module's forward while inside; the net as it was afterwards, even after an error."""
+    handles = [module.register_forward_hook(hook) for module, hook in pairs]
     try:
         yield
     finally:
@@ -65,112 +198,51 @@ def hooked(blocks, hook):
             handle.remove()
 
 
-def zero(channels):
-    def hook(block, inputs, output):
-        output = output.clone()
-        output[:, channels] = 0
-        return output
-
-    return hook
-
-
-def residual(block, x):  # F(x) of the lecture's ResidualBlock: conv2(relu(conv1(x)))
-    return block.conv2(F.relu(block.conv1(x)))
-
-
-def without_skip(block, inputs, output):
-    return F.relu(residual(block, inputs[0]))
-
-
-def without_residual(block, inputs, output):
-    return F.relu(inputs[0])
-
-
 @torch.no_grad()
-def accuracy(model, loader, blocks=(), hook=None):
-    """Percent of the test images classified correctly, as the scripts' test() counts, with hook on blocks' forward."""
-    with hooked(blocks, hook):
+def accuracy(model, loader, pairs=()):
+    """Percent of the test images classified correctly, as the scripts' test() counts, with the hooks of pairs on."""
+    with hooked(pairs):
         right = sum((model(images).argmax(dim=1) == labels).sum().item() for images, labels in loader)
     return 100 * right / len(loader.labels)
 
 
-@torch.no_grad()
-def measure(model, net, loader):
-    """Per block: Inception, each branch's share of the output energy (sum of squares); ResidualNet, the median over
-    the test images of |F(x)| / |x| and of the cosine of F(x) and x."""
-    found = {getattr(model, name): [] for name in NETS[net]}
-
-    def hook(block, inputs, output):
-        if net == "InceptionNet":
-            found[block].append(output.float().pow(2).sum(dim=(0, 2, 3)))
-        else:
-            x, fx = inputs[0].flatten(1).float(), residual(block, inputs[0]).flatten(1).float()
-            found[block].append(
-                torch.stack([fx.norm(dim=1) / x.norm(dim=1).clamp_min(1e-12), F.cosine_similarity(fx, x, dim=1)])
-            )
-
-    with hooked(found, hook):
-        for images, _ in loader:
-            model(images)
-    named = {name: found[getattr(model, name)] for name in NETS[net]}
-    if net == "InceptionNet":
-        energy = {name: torch.stack(sums).sum(dim=0) for name, sums in named.items()}
-        return {
-            name: {b: (e[s].sum() / e.sum()).item() for b, s in branch_slices(getattr(model, name)).items()}
-            for name, e in energy.items()
-        }
-    return {name: torch.cat(rows, dim=1).median(dim=1).values.tolist() for name, rows in named.items()}
-
-
-def multiply_adds(net):
-    """{block: {branch: its share of the block's multiply-adds per image}}, counted by models.layer_table."""
-    table, _ = models.layer_table(getattr(models, net)(), (1, 28, 28))
-    shares = {}
-    for block in NETS[net]:
-        per_branch = {
-            b: sum(m for name, _, _, m in table if name.startswith(f"{block}.{prefix}"))
-            for b, prefix in BRANCHES.items()
-        }
-        shares[block] = {b: m / sum(per_branch.values()) for b, m in per_branch.items()}
-    return shares
-
-
-def knockouts(model, net):
-    """{(part, where): (the blocks, the hook)}, where is each block's name, then 'both'."""
-    blocks = [getattr(model, name) for name in NETS[net]]
-    parts = (
-        {b: zero(s) for b, s in branch_slices(blocks[0]).items()}
-        if net == "InceptionNet"  # the same slices in both
-        else {"without the skip": without_skip, "without F(x)": without_residual}
-    )
-    return {
-        (part, where): (chosen, hook)
-        for part, hook in parts.items()
-        for where, chosen in [*((name, [block]) for name, block in zip(NETS[net], blocks)), ("both", blocks)]
-    }
-
-
-def look(model, net, loader):
-    """(intact accuracy, {(part, where): accuracy knocked out}, measure()); the model is left as it was."""
-    training = model.training
+def look(probe, loader):
+    """(intact accuracy, {(part, where): accuracy with part knocked out}, the probe's measurements), where is each
+    block, then both; the model is left as it was."""
+    model, training = probe.model, probe.model.training
+    blocks = {name: [getattr(model, name)] for name in probe.blocks}
+    blocks["both"] = [block for chosen in blocks.values() for block in chosen]
     model.eval()
     try:
-        return (
-            accuracy(model, loader),
-            {key: accuracy(model, loader, *value) for key, value in knockouts(model, net).items()},
-            measure(model, net, loader),
-        )
+        knocked = {
+            (part, where): accuracy(model, loader, [*probe.watch(), *((block, hook) for block in chosen)])
+            for part, hook in probe.knockouts().items()
+            for where, chosen in blocks.items()
+        }
+        return accuracy(model, loader), knocked, probe.measure(loader)
     finally:
         model.train(training)
 
 
+@torch.no_grad()
+def seen(probe, digit):
+    """{block: (its input, its output)} for one digit, the probe's watch on."""
+    found = {}
+    keep = [
+        (getattr(probe.model, name), lambda b, i, o, name=name: found.update({name: (i[0][0], o[0])}))
+        for name in probe.blocks
+    ]
+    with hooked([*probe.watch(), *keep]):
+        probe.model(digit)
+    return found
+
+
+# --- the run, the figures and the command -----------------------------------------------------------------------------
+
+
 def newest_run(root=RUNS):
     try:
-        found = [
-            os.path.join(root, name)
-            for name in os.listdir(root)
-            if os.path.isfile(os.path.join(root, name, "model.pt"))
-        ]
+        found = [os.path.join(root, n) for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, "model.pt"))]
     except OSError:
         found = []
     if not found:
@@ -191,21 +263,14 @@ def load_run(folder):
         raise SystemExit(
             f"error: {folder} has no model.pt: it is not a run that finished an epoch. Name another, or train one."
         )
-    try:
+    try:  # a record for people, read for the run's data folder and image count: the run goes on without it
         with open(os.path.join(folder, "settings.json"), encoding="utf-8") as f:
             settings = json.load(f)
-        settings = settings if isinstance(settings, dict) else {}
-    except (OSError, ValueError):  # a record for people: without it the net is told by its weights
+    except (OSError, ValueError):
         settings = {}
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
-        net = (
-            settings.get("net")
-            if settings.get("net") in NETS
-            else "InceptionNet"
-            if "incep1.branch1x1.weight" in weights
-            else "ResidualNet"
-        )
+        net = "InceptionNet" if "incep1.branch1x1.weight" in weights else "ResidualNet"
         model = getattr(models, net)()
         model.load_state_dict(weights)
     except Exception as e:
@@ -213,47 +278,6 @@ def load_run(folder):
             f"error: {path} is damaged or not the weights of a lecture-11 net ({one_line(e)}). Name another run."
         ) from None
     return net, model, settings
-
-
-def run_data_dir(settings):
-    """The run's own data folder (settings.json's flags), else the scripts' default."""
-    data_dir = settings.get("flags", {}).get("data_dir") if isinstance(settings.get("flags"), dict) else None
-    return data_dir if isinstance(data_dir, str) else "data"
-
-
-def percent(value):
-    return f"{value:.2f}%"
-
-
-def report(net, knocked, measured):
-    """The table printed: a row per branch (InceptionNet) or per block (ResidualNet), the knock-outs on the right."""
-    blocks = NETS[net]
-    wheres = [*blocks, "both"]
-    if net == "InceptionNet":
-        shares, widths = (
-            multiply_adds(net),
-            {b: s.stop - s.start for b, s in branch_slices(models.InceptionA(10)).items()},
-        )
-        lines = [
-            f"{'branch':<11} {'channels':>8}  {'energy ' + ' / '.join(blocks):>22}  {'multiply-adds':>15}  zeroed in: "
-            + "  ".join(f"{w:>7}" for w in wheres)
-        ]
-        for b in BRANCHES:
-            energy = " / ".join(f"{100 * measured[block][b]:.1f}%" for block in blocks)
-            madds = " / ".join(f"{100 * shares[block][b]:.0f}%" for block in blocks)
-            lines.append(
-                f"{b:<11} {widths[b]:>5}/88  {energy:>22}  {madds:>15}  {'':>10} "
-                + "  ".join(f"{percent(knocked[b, w]):>7}" for w in wheres)
-            )
-        return lines
-    lines = [f"{'block':<6} {'|F(x)|/|x|':>10} {'cos(F(x), x)':>13}  {'without the skip':>17} {'without F(x)':>13}"]
-    for w in wheres:
-        ratio, cosine = (f"{measured[w][0]:.2f}", f"{measured[w][1]:.2f}") if w in measured else ("", "")
-        lines.append(
-            f"{w:<6} {ratio:>10} {cosine:>13}  {percent(knocked['without the skip', w]):>17}"
-            f" {percent(knocked['without F(x)', w]):>13}"
-        )
-    return lines
 
 
 def tiles(maps):
@@ -267,40 +291,16 @@ def tiles(maps):
     return grid.numpy()
 
 
-@torch.no_grad()
-def draw(model, net, digit, label, title, intact, knocked):
-    """The knock-out accuracies as bars, and below them the digit as each part of the first block(s) sees it."""
-    blocks, seen = NETS[net], {}
-
-    def hook(block, inputs, output):
-        seen[block] = (inputs[0][0], output[0])
-
-    with hooked([getattr(model, name) for name in blocks], hook):
-        model(digit)
-    if net == "InceptionNet":
-        out = seen[model.incep1][1]
-        panels = [
-            [(f"incep1 {b}\n{s.stop - s.start} channels", out[s]) for b, s in branch_slices(model.incep1).items()]
-        ]
-    else:
-        panels = [
-            [
-                (f"{name} {what}", maps)
-                for what, maps in (
-                    ("x", seen[getattr(model, name)][0]),
-                    ("F(x)", residual(getattr(model, name), seen[getattr(model, name)][0][None])[0]),
-                    ("relu(x + F(x))", seen[getattr(model, name)][1]),
-                )
-            ]
-            for name in blocks
-        ]
+def draw(probe, digit, label, title, intact, knocked):
+    """The knock-out accuracies as bars, and below them the probe's panels: the digit as each part sees it."""
+    panels = probe.panels(digit)
     columns = len(panels[0]) + 1
     fig, axes = plt.subplot_mosaic(
         [["bars"] * columns] + [[f"digit{r}", *(f"{r}.{c}" for c in range(columns - 1))] for r in range(len(panels))],
         figsize=(2.3 * columns, 3.6 + 2.3 * len(panels)),
         height_ratios=[1.6] + [1] * len(panels),
     )
-    parts, wheres = list(dict.fromkeys(part for part, _ in knocked)), [*blocks, "both"]
+    parts, wheres = list(dict.fromkeys(part for part, _ in knocked)), [*probe.blocks, "both"]
     low = max(0, 10 * math.floor((min(knocked.values()) - 5) / 10))  # zoomed in where the bars differ
     for i, where in enumerate(wheres):
         bars = axes["bars"].bar(
@@ -313,21 +313,20 @@ def draw(model, net, digit, label, title, intact, knocked):
     axes["bars"].axhline(intact, color="0.3", linestyle="--", label=f"intact: {intact:.2f}%")
     axes["bars"].set(
         xticks=range(len(parts)),
-        xticklabels=[f"without {p}" if net == "InceptionNet" else p for p in parts],
+        xticklabels=[probe.label(part) for part in parts],
         ylabel="test accuracy (%)",
         ylim=(low, 100 + 0.18 * (100 - low)),
         title=title,
     )
     axes["bars"].legend(fontsize=7, loc="upper center", ncol=4)
+    axes["digit0"].imshow(digit[0, 0].cpu().numpy(), cmap="gray_r")
+    axes["digit0"].set_title(f"test digit: {label}", fontsize=8)
     for r, row in enumerate(panels):
-        if r == 0:
-            axes["digit0"].imshow(digit[0, 0].cpu().numpy(), cmap="gray_r")
-            axes["digit0"].set_title(f"test digit: {label}", fontsize=8)
         for c, (name, maps) in enumerate(row):
             axes[f"{r}.{c}"].imshow(tiles(maps), cmap="viridis")
             axes[f"{r}.{c}"].set_title(name, fontsize=8)
-    for key, ax in axes.items():
-        if key != "bars":
+    for ax in axes.values():
+        if ax is not axes["bars"]:
             ax.axis("off")
     fig.tight_layout()
     return fig
@@ -361,32 +360,18 @@ def plot_mistakes(images, labels, predicted, confidence, total, title):
     for i in range(shown):
         top, left = (i // columns) * cell_h + cell_h - 32, (i % columns) * cell_w + 4
         mosaic[top : top + 28, left : left + 28] = images[i, 0].float()
-        ax.text(
-            left + 14,
-            top - 2,
-            f"true {labels[i]}, said {predicted[i]}\n{100 * confidence[i]:.0f}% sure",
-            ha="center",
-            va="bottom",
-            fontsize=8,
-        )
+        caption = f"true {labels[i]}, said {predicted[i]}\n{100 * confidence[i]:.0f}% sure"
+        ax.text(left + 14, top - 2, caption, ha="center", va="bottom", fontsize=8)
     ax.imshow(mosaic.numpy(), cmap="gray_r")
     ax.axis("off")
-    fig.suptitle(
-        f"{title}: {len(labels)} of {total:,} test images wrong ({100 * len(labels) / total:.2f}%);"
-        f" the {shown} most confident mistakes",
-        fontsize=10,
-        y=1 - 0.1 / fig.get_figheight(),
-        va="top",
-    )
+    title = f"{title}: {len(labels)} of {total:,} test images wrong ({100 * len(labels) / total:.2f}%);"
+    fig.suptitle(f"{title} the {shown} most confident mistakes", fontsize=10, y=1 - 0.1 / fig.get_figheight(), va="top")
     return fig
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="look_inside.py",
-        description="Knock parts out of a trained run's net and"
-        " measure what each part carries; draw the digits it gets wrong.",
-    )
+    what = "Knock parts out of a trained run's net and measure what each part carries; draw the digits it gets wrong."
+    parser = argparse.ArgumentParser(prog="look_inside.py", description=what)
     parser.add_argument("folder", nargs="?", help=f"a run's folder (with model.pt); none: the newest run under {RUNS}/")
     parser.add_argument("--index", type=int, default=0, help="the test digit drawn in the figure (default: 0)")
     parser.add_argument("--data-dir", help="where the run's MNIST is; default: the run's own --data-dir")
@@ -397,38 +382,30 @@ def main(argv=None):
     folder = os.path.normpath(args.folder) if args.folder else newest_run()
     net, model, settings = load_run(folder)
     device = devices.pick_device(args.device)
-    _, test_loader = mnist_loaders(args.data_dir or run_data_dir(settings), 64, device)
-    if not 0 <= args.index < len(test_loader.labels):
-        parser.error(f"--index must be from 0 to {len(test_loader.labels) - 1}, got {args.index}")
-    saved = settings.get("data") if isinstance(settings.get("data"), dict) else {}
-    if isinstance(saved.get("test_images"), int) and saved["test_images"] != len(test_loader.labels):
-        print(
-            f"note: the run was tested on {saved['test_images']:,} images;"
-            f" this data has {len(test_loader.labels):,} (--data-dir)"
-        )
-    model.to(device)
-    intact, knocked, measured = look(model, net, test_loader)
-    print(f"{net} of {folder}{os.sep}, on {len(test_loader.labels):,} test images: intact {percent(intact)}")
-    for line in report(net, knocked, measured) + [CAVEAT]:
+    # The run's own data folder, else the scripts' default.
+    _, test_loader = mnist_loaders(args.data_dir or settings.get("flags", {}).get("data_dir", "data"), 64, device)
+    total = len(test_loader.labels)
+    if not 0 <= args.index < total:
+        parser.error(f"--index must be from 0 to {total - 1}, got {args.index}")
+    if (tested := settings.get("data", {}).get("test_images", total)) != total:
+        print(f"note: the run was tested on {tested:,} images; this data has {total:,} (--data-dir)")
+    probe = PROBES[net](model.to(device))
+    intact, knocked, measured = look(probe, test_loader)
+    print(f"{net} of {folder}{os.sep}, on {total:,} test images: intact {intact:.2f}%")
+    for line in [*probe.table(knocked, measured), CAVEAT]:
         print(line)
-    model.eval()
-    found = find_mistakes(model, test_loader)
+    found = find_mistakes(model.eval(), test_loader)
     with plt.rc_context(figures.fonts()):  # a run folder with a Chinese name
-        mistakes = plot_mistakes(*found, len(test_loader.labels), f"{net} of {folder}")
-        digit = normalize(test_loader.images[args.index : args.index + 1])
-        fig = draw(
-            model, net, digit, int(test_loader.labels[args.index]), f"{net} of {folder}: knock-outs", intact, knocked
-        )
+        mistakes = plot_mistakes(*found, total, f"{net} of {folder}")
+        digit, label = normalize(test_loader.images[args.index : args.index + 1]), int(test_loader.labels[args.index])
+        fig = draw(probe, digit, label, f"{net} of {folder}: knock-outs", intact, knocked)
     for figure, name in ((fig, "inside.png"), (mistakes, "mistakes.png")):
         try:
             figures.save(figure, os.path.join(folder, name))
         except OSError as e:
             raise SystemExit(f"error: cannot write {os.path.join(folder, name)}: {e.strerror or e}") from None
     plt.close(mistakes)
-    print(
-        f"mistakes: {len(found[1])} of {len(test_loader.labels):,} test images wrong;"
-        f" {os.path.join(folder, 'mistakes.png')}"
-    )
+    print(f"mistakes: {len(found[1])} of {total:,} test images wrong; {os.path.join(folder, 'mistakes.png')}")
     print(f"figure: {os.path.join(folder, 'inside.png')}")
     figures.show(fig, args.no_show)
 

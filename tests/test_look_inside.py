@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import look_inside
+import models
 import train_inception
 import train_resnet
 from conftest import run_main, script_call, train
@@ -41,8 +42,9 @@ def test_loader(mnist_dir):
 
 
 def loaded(runs, name):
+    """The run's probe (look_inside.Inception or .Residual), its net in eval mode."""
     net, model, _ = look_inside.load_run(str(runs / name))
-    return net, model.eval()
+    return look_inside.PROBES[net](model.eval())
 
 
 @torch.no_grad()
@@ -82,8 +84,9 @@ def resnet_forward(model, changed_in, block):
 
 
 def test_inception_knockouts_equal_zeroing_the_branch_channels(runs, test_loader):
-    net, model = loaded(runs, "inception")
-    intact, knocked, energy = look_inside.look(model, net, test_loader)
+    probe = loaded(runs, "inception")
+    model = probe.model
+    intact, knocked, energy = look_inside.look(probe, test_loader)
     assert intact == train_inception.test(model, "cpu", test_loader)  # no knock-out: the script's own test()
     assert intact > 30  # trained: a knock-out has something to take away
     assert set(knocked) == {(b, w) for b in SLICES for w in ("incep1", "incep2", "both")}
@@ -101,8 +104,9 @@ def test_inception_knockouts_equal_zeroing_the_branch_channels(runs, test_loader
 
 
 def test_resnet_knockouts_equal_the_block_without_its_skip_or_its_residual(runs, test_loader):
-    net, model = loaded(runs, "resnet")
-    intact, knocked, measured = look_inside.look(model, net, test_loader)
+    probe = loaded(runs, "resnet")
+    model = probe.model
+    intact, knocked, measured = look_inside.look(probe, test_loader)
     assert intact == train_resnet.test(model, "cpu", test_loader)
     no_skip = lambda res, x: F.relu(res.conv2(F.relu(res.conv1(x))))  # noqa: E731
     no_residual = lambda res, x: F.relu(x)  # noqa: E731
@@ -122,19 +126,44 @@ def test_resnet_knockouts_equal_the_block_without_its_skip_or_its_residual(runs,
     assert measured["res1"] == pytest.approx([ratio, cosine], rel=1e-4, abs=1e-6)
 
 
+class DeeperBlock(models.ResidualBlock):
+    """ResidualBlock as a learner might edit it: F(x) gains a third layer, x + conv3(conv2(relu(conv1(x))))."""
+
+    def __init__(self, channels):
+        super().__init__(channels)
+        self.conv3 = torch.nn.Conv2d(channels, channels, kernel_size=1)
+
+    def forward(self, x):
+        return F.relu(x + self.conv3(self.conv2(F.relu(self.conv1(x)))))
+
+
+def test_f_of_x_is_taken_from_the_block_as_it_computes_it(test_loader):
+    torch.manual_seed(0)
+    model = models.ResidualNet().eval()
+    model.res1, model.res2 = DeeperBlock(16).eval(), DeeperBlock(32).eval()
+    _, knocked, measured = look_inside.look(look_inside.Residual(model), test_loader)
+    fx = lambda res, x: res.conv3(res.conv2(F.relu(res.conv1(x))))  # noqa: E731
+    expected = accuracy_of(resnet_forward(model, ("res1", "res2"), lambda res, x: F.relu(fx(res, x))), test_loader)
+    assert knocked["without the skip", "both"] == pytest.approx(expected, abs=1e-9)
+    with torch.no_grad():
+        x = torch.cat([F.relu(model.mp(model.conv1(images))) for images, _ in test_loader])
+        ratio = (fx(model.res1, x).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)).median().item()
+    assert measured["res1"][0] == pytest.approx(ratio, rel=1e-4)
+
+
 def test_the_net_is_unchanged_afterwards(runs, test_loader):
-    net, model = loaded(runs, "inception")
-    model.train()
+    probe = loaded(runs, "inception")
+    model = probe.model.train()
     images = next(iter(test_loader))[0]
     before = model(images).detach()
-    look_inside.look(model, net, test_loader)
+    look_inside.look(probe, test_loader)
     assert model.training  # its mode given back
     assert all(not m._forward_hooks for m in model.modules())  # every hook removed
     assert torch.equal(model(images).detach(), before)
 
 
 def test_multiply_add_shares_follow_the_branch_layers():
-    shares = look_inside.multiply_adds("InceptionNet")["incep1"]
+    shares = look_inside.Inception(models.InceptionNet()).multiply_adds()["incep1"]
     # 12x12 positions, 10 channels in: 1x1: 16*10; 5x5: 16*10 + 24*16*25; 3x3: 16*10 + 24*16*9 + 24*24*9; pool: 24*10.
     counts = {"1x1": 160, "5x5": 160 + 9600, "3x3 -> 3x3": 160 + 3456 + 5184, "pool": 240}
     assert shares == pytest.approx({b: c / sum(counts.values()) for b, c in counts.items()})
