@@ -8,6 +8,7 @@ import importlib.util
 import io
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -95,6 +96,14 @@ def stopped_in_epoch_2(module, out, mnist_dir, monkeypatch, stop=KeyboardInterru
     return err
 
 
+def says(message, *words):
+    """message is one line, no traceback, and holds each of words: what a learner needs of it (the cause, the fix, the
+    folder), not every word of it."""
+    assert len(message.strip().splitlines()) == 1 and "Traceback" not in message, message
+    for word in words:
+        assert str(word) in message, (word, message)
+
+
 def load_script(path, name, models=None, monkeypatch=None):
     """The training script at path, loaded as a module of its own (a learner's edited copy); with models, a models.py
     of its own too (monkeypatch puts it in sys.modules while the test runs)."""
@@ -138,12 +147,23 @@ def use_proxy(monkeypatch, proxy):
 
 
 def train(module, out, *args, mnist_dir):
-    """One run of a script's main() into out (with --resume, the run named there), on the shipped subset; returns what
-    it printed."""
-    where = [] if "--resume" in args else ["--out-dir", out]
+    """The tests' run: a script's main() on the shipped subset into out (None: the script's OUT_DIR; with --resume, the
+    run named there), logging every 10 batches and showing no plot. Returns what it printed; it must succeed."""
+    where = [] if "--resume" in args or out is None else ["--out-dir", out]
     code, stdout, stderr = run_main(module, *args, "--log-every", 10, "--data-dir", mnist_dir, *where, "--no-show")
     assert code == 0, stderr
     return stdout
+
+
+def start(script, *args, env=None):
+    """A script started as its own process, as from a terminal (Ctrl-C is Python's KeyboardInterrupt), its output
+    piped: for the tests that send a real signal."""
+    return subprocess.Popen(
+        **script_call(script, *args, env=env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def results(folder):

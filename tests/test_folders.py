@@ -8,7 +8,7 @@ import threading
 import pytest
 
 import train_resnet
-from conftest import digest, run_main, script_call
+from conftest import digest, run_main, script_call, train
 from helpers import store
 
 
@@ -19,19 +19,11 @@ def here(tmp_path, monkeypatch):
     return tmp_path
 
 
-def train(*args, mnist_dir):
-    code, out, err = run_main(
-        train_resnet, "--epochs", 1, "--log-every", 10, "--data-dir", mnist_dir, "--no-show", *args
-    )
-    assert code == 0, err
-    return out
-
-
 def test_two_runs_in_a_row_keep_both_folders(here, mnist_dir):
-    first = train(mnist_dir=mnist_dir)
+    first = train(train_resnet, None, "--epochs", 1, mnist_dir=mnist_dir)
     assert first.splitlines()[1] == f"results: {os.path.join('runs', 'resnet')}{os.sep}"
     kept = digest(here / "runs" / "resnet")
-    second = train("--lr", 0.05, mnist_dir=mnist_dir)
+    second = train(train_resnet, None, "--epochs", 1, "--lr", 0.05, mnist_dir=mnist_dir)
     assert second.splitlines()[1] == f"results: {os.path.join('runs', 'resnet-2')}{os.sep}"
     assert second.rstrip().endswith(f"plot: {os.path.join('runs', 'resnet-2', 'accuracy.png')}")
     assert digest(here / "runs" / "resnet") == kept  # byte for byte
@@ -92,10 +84,10 @@ def test_six_runs_started_at_once_into_a_new_parent(tmp_path, mnist_dir):
 
 def test_what_is_in_the_way_is_left_alone(here, mnist_dir):
     (here / "results").write_text("my notes\n")  # a file under the name asked for
-    log = train("--out-dir", "results", mnist_dir=mnist_dir)
+    log = train(train_resnet, "results", "--epochs", 1, mnist_dir=mnist_dir)
     assert log.splitlines()[1] == f"results: results-2{os.sep}" and (here / "results").read_text() == "my notes\n"
     (here / "mine").mkdir()  # a folder of the user's, empty or not: never written into
-    train("--out-dir", "mine", mnist_dir=mnist_dir)
+    train(train_resnet, "mine", "--epochs", 1, mnist_dir=mnist_dir)
     assert os.listdir(here / "mine") == [] and (here / "mine-2" / "checkpoint.pt").is_file()
 
 

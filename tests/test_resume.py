@@ -22,7 +22,8 @@ from conftest import (
     load_script,
     results,
     run_main,
-    script_call,
+    says,
+    start,
     stopped_in_epoch_2,
     train,
     write_mnist,
@@ -116,13 +117,9 @@ def test_inception_resumed_equals_uninterrupted(mnist_dir, tmp_path):
 
 def signal_in_epoch_2(out, how, mnist_dir):
     """Start a 2-epoch run as a user would, and send it `how` in the middle of its second epoch."""
-    args = ["--epochs", 2, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show"]
-    process = subprocess.Popen(
-        **script_call("train_resnet.py", *args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # as in a terminal
+    process = start(
+        "train_resnet.py", "--epochs", 2, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show"
+    )
     for line in process.stdout:
         if line.startswith("[2,    10]"):  # 10 of epoch 2's 32 batches are done
             process.send_signal(how)
@@ -244,11 +241,8 @@ def refused(module, folder, *args, data=None):
 )
 def test_a_typed_flag_that_differs_is_refused(saved_run, flag, given, saved):
     code, err = refused(train_resnet, saved_run, "--epochs", 3, flag, given)
-    assert code == 2 and err.count("\n") == 1
-    assert err == (
-        f"train_resnet.py: error: --resume {saved_run}: {flag} {given} differs from the run's {saved};"
-        " nothing was changed\n"
-    )
+    assert code == 2
+    says(err, f"--resume {saved_run}", f"{flag} {given} differs from the run's {saved}", "nothing was changed")
 
 
 def test_the_same_value_typed_again_is_fine(saved_run, mnist_dir):
@@ -337,8 +331,14 @@ SGD = "torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)"
 def test_an_optimizer_edited_since_the_run_began_is_refused(edits, named, saved_run, tmp_path, mnist_dir):
     script = edited(tmp_path, "train_resnet.py", *edits)
     code, err = refused(load_script(script, "train_resnet_optimizer"), saved_run, "--epochs", 2, data=mnist_dir)
-    assert code == 2 and len(err.splitlines()) == 1 and named in err, err
-    assert "goes on with the run's own optimizer; start a new run" in err
+    assert code == 2
+    says(
+        err,
+        f"--resume {saved_run}",
+        named,
+        "goes on with the run's own optimizer; start a new run",
+        "nothing was changed",
+    )
 
 
 def test_the_extension_covers_all_epochs(saved_run, mnist_dir):

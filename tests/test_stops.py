@@ -15,7 +15,7 @@ from held import MOMENTS, hold
 
 import train_inception
 import train_resnet
-from conftest import ROOT, run_main, script_call
+from conftest import ROOT, run_main, says, start
 from helpers import store
 from helpers.device import OutOfMemoryError  # torch.OutOfMemoryError from torch 2.5 on
 from helpers.run import Stop
@@ -47,10 +47,7 @@ def run(module, out, mnist_dir, epochs=3, *args):
 def test_divergence_in_epoch_1_says_so_and_leaves_nothing(mnist_dir, tmp_path):
     code, out, err = run(train_resnet, tmp_path / "runs" / "resnet", mnist_dir, 2, "--lr", 100)
     assert code == 1
-    assert err == (
-        "error: the training loss became nan in epoch 1: training diverged; try a smaller learning rate than"
-        " 100.0 (--lr); nothing was saved\n"
-    )
+    says(err, "loss became nan in epoch 1", "diverged", "smaller learning rate than 100.0 (--lr)", "nothing was saved")
     assert os.listdir(tmp_path) == []  # neither the run's folder nor runs/, which it made
 
 
@@ -89,9 +86,12 @@ def test_out_of_memory_says_try_a_smaller_batch_and_keeps_the_finished_epochs(ki
 
     in_epoch(train_resnet, 2, monkeypatch, out_of_memory)
     code, out, err = run(train_resnet, tmp_path / "run", mnist_dir)
-    assert code == 1 and err == (
-        f"error: out of memory on cpu with --batch-size 64: try a smaller --batch-size;"
-        f" epoch 1 saved in {tmp_path / 'run'}{os.sep}\n"
+    assert code == 1
+    says(
+        err,
+        "out of memory on cpu with --batch-size 64",
+        "try a smaller --batch-size",
+        f"epoch 1 saved in {tmp_path / 'run'}{os.sep}",
     )
     assert sorted(os.listdir(tmp_path / "run")) == FILES
 
@@ -126,9 +126,8 @@ FULL = OSError(28, "No space left on device")
 def test_a_checkpoint_that_cannot_be_saved_at_epoch_1_leaves_no_folder(mnist_dir, tmp_path, monkeypatch):
     fail_writing(monkeypatch, "checkpoint.pt", FULL)
     code, out, err = run(train_resnet, tmp_path / "run", mnist_dir)
-    assert code == 1 and err == (
-        f"error: could not write {tmp_path / 'run' / 'checkpoint.pt'}: No space left on device; nothing was saved\n"
-    )
+    assert code == 1
+    says(err, f"could not write {tmp_path / 'run' / 'checkpoint.pt'}: No space left on device", "nothing was saved")
     assert os.listdir(tmp_path) == []
 
 
@@ -142,10 +141,8 @@ def test_a_failed_save_later_ends_the_run_with_a_checkpoint_to_go_on_from(
     fail_writing(monkeypatch, name, FULL, first=epoch)
     out = tmp_path / "run"
     code, log, err = run(train_resnet, out, mnist_dir)
-    assert (
-        code == 1
-        and err == f"error: could not write {out / name}: No space left on device; {kept} saved in {out}{os.sep}\n"
-    )
+    assert code == 1
+    says(err, f"could not write {out / name}: No space left on device", f"{kept} saved in {out}{os.sep}")
     assert "epoch 3:" not in log and len(torch.load(out / "checkpoint.pt", weights_only=True)["history"]) == int(
         kept[-1]
     )
@@ -160,10 +157,7 @@ def test_a_results_file_held_open_by_another_program_is_a_warning(name, mnist_di
     out = tmp_path / "run"
     code, log, err = run(train_resnet, out, mnist_dir)
     assert code == 0, err
-    assert err == (
-        f"warning: could not replace {out / name} (Permission denied; open in another program?);"
-        " checkpoint.pt holds every epoch\n"
-    )
+    says(err, f"could not replace {out / name}", "Permission denied", "open in another program?", "checkpoint.pt")
     # The file is written again after the next epoch: all three epochs.
     assert "epoch 3: test accuracy" in log and len(torch.load(out / "checkpoint.pt")["history"]) == 3
     assert sorted(os.listdir(out)) == FILES and len((out / "metrics.csv").read_text().splitlines()) == 4
@@ -206,18 +200,6 @@ def test_while_epoch_1_trains_the_folder_is_there_and_empty(mnist_dir, tmp_path,
     assert stdout.splitlines()[1] == f"results: {tmp_path / 'run'}{os.sep}" and seen == [[]]
 
 
-def start(out, mnist_dir, epochs=2):
-    command = script_call(
-        "train_resnet.py", "--epochs", epochs, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show"
-    )
-    return subprocess.Popen(
-        **command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # as in a terminal
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", MOMENTS)
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
@@ -225,13 +207,7 @@ def test_a_real_signal_before_epoch_1_is_saved_leaves_no_folder(moment, how, mni
     """The script started as a user would, held at that moment by tests/held.py until the signal comes."""
     out = tmp_path / "runs" / "resnet"
     args = ["--device", "cpu", "--epochs", 1, "--data-dir", mnist_dir, "--out-dir", out, "--no-show"]
-    call = script_call("tests/held.py", moment, *args, env={"PYTHONPATH": str(ROOT)})
-    process = subprocess.Popen(
-        **call,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # as in a terminal
+    process = start("tests/held.py", moment, *args, env={"PYTHONPATH": str(ROOT)})
     for line in process.stdout:
         if line == "held\n":
             process.send_signal(how)
@@ -255,7 +231,8 @@ def test_a_really_full_disk_ends_in_one_line(size, mnist_dir, tmp_path):
     if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)]).returncode:
         pytest.skip("this machine refuses to mount a tmpfs")
     try:
-        process = start(disk / "run", mnist_dir, epochs=3)
+        args = ["--epochs", 3, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", disk / "run", "--no-show"]
+        process = start("train_resnet.py", *args)
         out, err = process.communicate(timeout=120)
         assert process.returncode == 1 and err.count("\n") == 1 and "Traceback" not in err, err
         assert "No space left on device" in err and "enforce fail" not in err
