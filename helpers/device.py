@@ -1,6 +1,8 @@
 """The device a run trains on: auto picks CUDA, else Apple's MPS, else the CPU. Where an NVIDIA GPU sits beside a
-torch that cannot use it, the run says so in one line, with the fix; the README's "An NVIDIA GPU" says more."""
+torch that cannot use it (a CPU-only build, a driver too old, or a build without kernels for that GPU's generation),
+the run says so in one line, with the build to install; docs/setup.md's GPU table says more."""
 
+import re
 import shutil
 import subprocess
 
@@ -8,13 +10,46 @@ import torch
 
 # torch.OutOfMemoryError from torch 2.5 on.
 OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-# PyTorch's CUDA 12.6 build, in place of a CPU-only torch (without --force-reinstall, pip keeps a CPU build).
-INSTALL = "pip install --force-reinstall torch torchvision --index-url https://download.pytorch.org/whl/cu126"
+# pip keeps an installed torch of the same version (PyPI's for Windows is CPU-only) unless it is forced to replace it.
+INSTALL = "pip install --force-reinstall torch torchvision --index-url https://download.pytorch.org/whl/"
+
+
+def install(capability):
+    """The command that installs the CUDA build of torch with kernels for a GPU of this (major, minor). torch's own
+    table of its builds (torch.cuda.PYTORCH_RELEASES_CODE_CC in 2.14): cu126 from sm_50 to sm_90, and on old drivers;
+    cu130 and newer from sm_75 to sm_120 (RTX 50), on a driver whose nvidia-smi shows CUDA Version 13.0 or higher."""
+    if capability is None:
+        return f"{INSTALL}cu126 (cu130 for an RTX 50: docs/setup.md's GPU table)"
+    if capability >= (10, 0):
+        return f"{INSTALL}cu130 (on a driver whose nvidia-smi shows CUDA Version 13.0 or higher)"
+    return f"{INSTALL}cu126"
+
+
+def runs_on(arch, capability):
+    """Whether torch's kernels for arch (sm_86, compute_90, ...) run on a GPU of capability (major, minor): CUDA's rule,
+    sm_XY on the same major and an equal or higher minor, PTX (compute_XY) on any equal or higher capability."""
+    digits = re.sub(r"\D", "", arch)
+    built = (int(digits[:-1]), int(digits[-1]))
+    return built <= capability and (arch.startswith("compute") or built[0] == capability[0])
+
+
+def unusable():
+    """One line where torch finds a CUDA GPU that this build has no kernels for (is_available() says True, the first
+    kernel fails with "no kernel image is available"), with the build that has them; else None."""
+    capability, archs = torch.cuda.get_device_capability(), torch.cuda.get_arch_list()
+    if not archs or any(runs_on(arch, capability) for arch in archs):
+        return None
+    return (
+        f"{torch.cuda.get_device_name()} is sm_{capability[0]}{capability[1]}, and torch {torch.__version__} has"
+        f" kernels for {archs[0]}-{archs[-1]} only; fix: {install(capability)}"
+    )
 
 
 def available():
-    """What torch can train on here: cuda, else mps, else cpu."""
-    return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    """What torch can train on here: cuda (a GPU this build has kernels for), else mps, else cpu."""
+    if torch.cuda.is_available() and not unusable():
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else "cpu"
 
 
 def pick(name):
@@ -55,19 +90,30 @@ def is_out_of_memory(error):
 
 
 def gpu_hint():
-    """One line where `nvidia-smi -L` lists a GPU that this torch cannot use, with the fix; else None."""
-    try:
-        listed = subprocess.run(
-            [shutil.which("nvidia-smi") or "nvidia-smi", "-L"], capture_output=True, text=True, timeout=15
-        ).stdout
-    except (OSError, subprocess.SubprocessError, UnicodeDecodeError):
+    """One line where an NVIDIA GPU is here that this torch cannot use, with the fix; else None. torch's answers tell
+    a GPU it sees; nvidia-smi one it does not (its compute capability, where the driver can tell, picks the build)."""
+    if torch.cuda.is_available():
+        return unusable()
+    smi = shutil.which("nvidia-smi") or "nvidia-smi"
+    for fields in ("name,compute_cap", "name"):  # drivers before 510 do not know compute_cap
+        try:
+            done = subprocess.run(
+                [smi, f"--query-gpu={fields}", "--format=csv,noheader"], capture_output=True, timeout=15
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if done.returncode == 0 and done.stdout.strip():
+            break
+    else:
         return None
-    gpu = next((line.split(" (UUID")[0] for line in listed.splitlines() if line.startswith("GPU ")), None)
-    if gpu and torch.version.cuda is None:
-        return f"nvidia-smi lists {gpu}, but torch {torch.__version__} is a CPU-only build; fix: {INSTALL}"
-    if gpu:
+    gpu, _, cap = done.stdout.decode(errors="replace").splitlines()[0].strip().partition(", ")
+    capability = tuple(map(int, cap.split("."))) if re.fullmatch(r"\d+\.\d", cap) else None
+    sm = f" (sm_{capability[0]}{capability[1]})" if capability else ""
+    if torch.version.cuda is None:
         return (
-            f"nvidia-smi lists {gpu}, but torch {torch.__version__} (built for CUDA {torch.version.cuda}) finds no"
-            " GPU; fix: update the NVIDIA driver (README: An NVIDIA GPU)"
+            f"nvidia-smi lists {gpu}{sm}, but torch {torch.__version__} is a CPU-only build; fix: {install(capability)}"
         )
-    return None
+    return (
+        f"nvidia-smi lists {gpu}{sm}, but torch {torch.__version__} (built for CUDA {torch.version.cuda}) finds no GPU;"
+        " fix: update the NVIDIA driver (docs/setup.md: An NVIDIA GPU)"
+    )
