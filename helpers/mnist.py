@@ -177,13 +177,14 @@ def download(data_dir):
         # Older torchvision prints each mirror's error on stdout, and raises only "Error downloading ...".
         printed = [line.strip() for line in said.getvalue().splitlines() if "error" in line.lower()]
         why = one_line(e) + (f": {printed[-1]}" if printed and printed[-1] not in one_line(e) else "")
-        names = ", ".join(f"{name}.gz" for name, _, _ in FILES)
+        addresses = "".join(f"         {BAIDU}{name}.gz\n" for name, _, _ in FILES)
         raise DataError(
             f"MNIST is not in {raw_folder(data_dir)}{os.sep} nor in {data_dir}{os.sep}, and could not be downloaded"
             f" ({why}).\n"
             f"  tried, in this order: {', '.join(mirrors)}\n"
-            f"  fix: download the four files, {names},\n"
-            f"       in a browser from one of those addresses ({BAIDU} is the one that works best in mainland China),\n"
+            "  fix: download the four files in a browser, from PaddlePaddle's copy on Baidu's cloud (the quickest in"
+            " mainland China; the same names under the other addresses above work too):\n"
+            f"{addresses}"
             f"       and put them into {raw_folder(data_dir)}{os.sep} or {data_dir}{os.sep} (unpacked or not; Kaggle's"
             " names with a dot, train-images.idx3-ubyte, work too),\n"
             "       or point --data-dir at the folder that holds them."
