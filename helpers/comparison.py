@@ -44,6 +44,17 @@ def describe(folder):
         return {}
 
 
+def versions(described):
+    """Each lesson file's code as a version of it, "models.py v2", numbered in the order the runs first show each text:
+    a learner matches versions, not hashes (those stay in settings.json)."""
+    numbers = {}
+    for items in described:
+        for key in [key for key in items if key.startswith("code ")]:
+            seen = numbers.setdefault(key, {})
+            items[key] = f"{key[5:]} v{seen.setdefault(items[key], len(seen) + 1)}"
+    return described
+
+
 def differences(described):
     """(the keys whose text differs between the runs whose record is known, the keys they all share). A constant that
     any run's optimizer holds by its name (--lr, --momentum) is left to the optimizer, which says what torch used."""
@@ -106,7 +117,7 @@ def main(argv=None):
             else f"error: no runs under {RUNS}{os.sep} to compare:"
             " train one first (python train_resnet.py), or name the run folders"
         )
-    described = [describe(folder) for folder in runs]
+    described = versions([describe(folder) for folder in runs])
     differ, shared = differences(described)
     rows = [", ".join(items[k] for k in differ if k in items) for items in described]
     known = next((items for items in described if items), {})

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 from matplotlib import font_manager
 from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import ScaledTranslation
 
 from . import store
 
@@ -77,48 +78,45 @@ def show(fig, no_show=False):
 
 
 def plot(runs, title, footnote=""):
-    """runs: {label: (epoch, train_loss, test_accuracy, ...) rows}. A line per run, its best epoch starred; a legend
-    below that grows with the runs (after 10 runs the colours come round with another line style), the footnote under
-    it; whole epochs with room either side, and accuracy never above 100%."""
-    labels, footnote = [textwrap.fill(label, 60) for label in runs], textwrap.fill(footnote, 180)
+    """runs: {label: (epoch, train_loss, test_accuracy, ...) rows}. A line per run, its best epoch starred; whole epochs
+    with room either side, and accuracy never above 100%. One run: its legend inside, lower right. More: the legend
+    right under the axes, the footnote (what all runs share) at its head, in as many columns as the runs need (after 10
+    runs the colours come round with another line style). Constrained layout gives the axes what the legend leaves."""
+    labels, shared = [textwrap.fill(label, 60) for label in runs], textwrap.fill(footnote, 170)
     columns = 1 if len(runs) <= 3 else 2 if len(runs) <= 12 else 3
-    rows = max(label.count("\n") + 1 for label in labels) * math.ceil(len(runs) / columns)
-    legend, foot = 0.2 * rows + 0.2 if len(runs) > 1 else 0, 0.17 * (footnote.count("\n") + 1) if footnote else 0
+    rows = max(label.count("\n") + 1 for label in labels) * math.ceil(len(runs) / columns) + shared.count("\n") + 1
     with plt.rc_context(fonts()):
-        fig, ax = plt.subplots(figsize=(6.4 if len(runs) == 1 else 11, 3.8 + legend + foot))
+        size = (6.4, 4.2) if len(runs) == 1 else (11, 4.6 + 0.16 * rows)
+        fig, ax = plt.subplots(figsize=size, layout="constrained")
         for i, (label, history) in enumerate(zip(labels, runs.values())):
             epochs, accuracy = [row[0] for row in history], [row[2] for row in history]
             best = max(range(len(accuracy)), key=accuracy.__getitem__)
-            (line,) = ax.plot(
-                epochs,
-                accuracy,
-                marker="o",
-                markersize=4,
-                linestyle=("-", "--", ":", "-.")[i // 10 % 4],
-                clip_on=False,
-                label=label,
-            )
+            style = ("-", "--", ":", "-.")[i // 10 % 4]
+            (line,) = ax.plot(epochs, accuracy, marker="o", markersize=4, linestyle=style, clip_on=False, label=label)
             ax.plot(epochs[best], accuracy[best], "*", color=line.get_color(), markersize=12, clip_on=False)
         accuracies, last = [row[2] for h in runs.values() for row in h], max(row[0] for h in runs.values() for row in h)
         pad = max(0.5, 0.1 * (max(accuracies) - min(accuracies)))
-        ax.set(
-            xlabel="epoch",
-            ylabel="test accuracy (%)",
-            title=title,
-            xlim=(0.5, last + 0.5),
-            ylim=(max(0.0, min(accuracies) - pad), min(100.0, max(accuracies) + pad)),
-        )
+        ylim = (max(0.0, min(accuracies) - pad), min(100.0, max(accuracies) + pad))
+        ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=title, xlim=(0.5, last + 0.5), ylim=ylim)
         if last <= 12:
             ax.set_xticks(range(1, last + 1))
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        height = fig.get_figheight()
         if len(runs) == 1:
             ax.legend(loc="lower right")
         else:
-            fig.legend(loc="lower center", ncol=columns, fontsize=8, frameon=False, bbox_to_anchor=(0.5, foot / height))
-        if footnote:
-            fig.text(0.5, 0.01, footnote, ha="center", va="bottom", fontsize=8, color="0.3")
-        fig.tight_layout(rect=(0, (legend + foot) / height, 1, 1))
+            # Its top half an inch under the axes, below the tick labels and "epoch", whatever the axes' height.
+            under = ax.transAxes + ScaledTranslation(0, -0.45, fig.dpi_scale_trans)
+            legend = ax.legend(
+                loc="upper center",
+                bbox_to_anchor=(0.5, 0),
+                bbox_transform=under,
+                ncol=columns,
+                fontsize=8,
+                frameon=False,
+                title=shared or None,
+                title_fontsize=8,
+            )
+            legend.get_title().set_color("0.3")
     return fig

@@ -89,4 +89,5 @@ def describe(settings):
     items.update({name: f"{name} {value}" for name, value in constants.items()})
     items.update({kind: f"{settings['data'][f'{kind}_images']:,} {kind} images" for kind in ("training", "test")})
     items["device"] = settings["device"]
-    return {**items, **{f"code {name}": f"{name} {digest}" for name, digest in settings["code"].items()}}
+    # Each lesson file's code by its hash: comparison.versions() numbers them.
+    return {**items, **{f"code {name}": digest for name, digest in settings["code"].items()}}

@@ -91,7 +91,7 @@ def test_an_edit_is_named_and_the_shared_line_claims_only_what_both_used(runs, e
         assert "SGD, lr 0.01, momentum 0.5" in rows[str(runs / "plain")]
         assert "lr 0.01" not in shared and "momentum 0.5" not in shared and "SGD" not in shared
     assert shared.startswith("shared by all runs: ResidualNet, 41,514 parameters") and "2,000 training images" in shared
-    assert [t.get_text() for t in fig.legends[0].get_texts()][1].startswith(f"{edit}: ")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][1].startswith(f"{edit}: ")
     plt.close(fig)
 
 
@@ -179,9 +179,9 @@ def test_every_run_under_runs_in_order_and_only_what_differs(tmp_path, monkeypat
         " --seed 0, 60,000 training images, 10,000 test images, cpu"
     )
     assert lines[5] == f"3 runs compared: {os.path.join('runs', 'comparison.png')}"
-    assert [t.get_text() for t in fig.legends[0].get_texts()][0] == "resnet: lr 0.01 (98.61%)"
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][0] == "resnet: lr 0.01 (98.61%)"
     assert list(fig.axes[0].lines[0].get_ydata()) == [97.4, 98.3, 98.61]
-    assert fig.texts[0].get_text().startswith("shared by all runs: ResidualNet")
+    assert fig.axes[0].get_legend().get_title().get_text().startswith("shared by all runs: ResidualNet")
     assert (tmp_path / "runs" / "comparison.png").stat().st_size > 1000
     plt.close(fig)
 
@@ -228,25 +228,26 @@ def test_the_figure_format_follows_the_file_name(tmp_path):
     assert code == 2 and "matplotlib cannot write that kind of file" in err and not (tmp_path / "c.docx").exists()
 
 
-def test_thirty_and_more_runs_stay_readable(tmp_path):
+@pytest.mark.parametrize("count", [2, 3, 10, 33])  # 33: an afternoon of edit, run, compare
+def test_the_legend_and_the_shared_line_sit_right_under_the_axes(count, tmp_path):
     folders = [
         write_run(tmp_path / "runs" / f"resnet-{n}", [90 + n / 10, 95 + n / 10], flags={"lr": round(0.01 * n, 2)})
-        for n in range(1, 34)
-    ]  # an afternoon of edit, run, compare
+        for n in range(1, count + 1)
+    ]
     code, out, err, fig = compare(*folders, "-o", tmp_path / "c.png")
     assert code == 0, err
     fig.canvas.draw()
-    legend = fig.legends[0]
+    ax, inch = fig.axes[0], fig.dpi
+    legend = ax.get_legend()
     texts = [t.get_text() for t in legend.get_texts()]
-    assert len(texts) == 33 == len(set(texts))  # every run, each told apart
-    box, inside = legend.get_window_extent(), fig.bbox
-    assert (
-        inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
-    )  # nothing cut off
-    assert fig.texts[0].get_window_extent().y1 <= box.y0 + 1  # the footnote below the legend, not over it
-    assert fig.axes[0].get_window_extent().y0 >= box.y1 - 1  # the legend below the plot
-    styles = {(line.get_color(), line.get_linestyle()) for line in fig.axes[0].lines if line.get_label()[0] != "_"}
-    assert len(styles) == 33  # after ten colours, another line style
+    assert len(texts) == count == len(set(texts))  # every run, each told apart
+    assert legend.get_title().get_text().startswith("shared by all runs:")  # at the legend's head
+    box, page, label = legend.get_window_extent(), fig.bbox, ax.xaxis.label.get_window_extent()
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1  # nothing cut off
+    assert 0 <= (label.y0 - box.y1) / inch < 0.15  # right under the axis' "epoch": no empty band between
+    assert (box.y0 - page.y0) / inch < 0.3 and ax.get_window_extent().height / inch > 2.5  # nor below; room for lines
+    styles = {(line.get_color(), line.get_linestyle()) for line in ax.lines if line.get_label()[0] != "_"}
+    assert len(styles) == count  # after ten colours, another line style
     plt.close(fig)
 
 
