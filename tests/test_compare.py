@@ -3,6 +3,7 @@ it, the net, the data, the lesson files' code), as a learner's edits change it; 
 
 import json
 import os
+import re
 
 import matplotlib.pyplot as plt
 import pytest
@@ -22,6 +23,7 @@ EDITS = {  # the learner's edits of the issue that asked for the record, each ru
     ],
     "weight-decay-in-sgd": [(SGD, SGD[:-1] + ", weight_decay=1e-3)")],
     "adam": [(SGD, "torch.optim.Adam(model.parameters(), lr=0.001)")],
+    "lr-constant": [("LR = 0.01\n", "LR = 0.05\n")],
 }
 
 
@@ -95,6 +97,21 @@ def test_an_edit_is_named_and_the_shared_line_claims_only_what_both_used(runs, e
     plt.close(fig)
 
 
+def test_the_readmes_loop_reads_as_versions_and_a_constant_is_not_code(runs, tmp_path):
+    """The default run, the LR = 0.05 edit and (LR back) the ResidualBlock edit, compared as the README does."""
+    code, out, err, fig = compare(runs / "plain", runs / "lr-constant", runs / "no-skip", "-o", tmp_path / "c.png")
+    assert code == 0, err
+    rows, shared = table(out)
+    assert not re.search(r"\b[0-9a-f]{12}\b", out)  # no hash in the table
+    assert rows[str(runs / "lr-constant")] == "lr 0.05, models.py v1"  # the constant, and no version of the script
+    assert (
+        rows[str(runs / "plain")] == "lr 0.01, models.py v1" and rows[str(runs / "no-skip")] == "lr 0.01, models.py v2"
+    )
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels[2].startswith("no-skip: lr 0.01, models.py v2 (") and not re.search(r"[0-9a-f]{12}", "".join(labels))
+    plt.close(fig)
+
+
 def test_the_weight_decay_constant_is_a_flag(runs, capsys):
     script = load_script(runs / "scripts" / "weight-decay-constant" / "edited" / "train_resnet.py", "weight_decay_help")
     with pytest.raises(SystemExit):
@@ -111,7 +128,7 @@ def test_two_unedited_runs_differ_in_nothing(runs, tmp_path):
     assert code == 0, err
     rows, shared = table(out)
     assert list(rows.values()) == ["-", "-"]
-    assert "SGD, lr 0.01, momentum 0.5" in shared and "train_resnet.py" not in shared
+    assert "SGD, lr 0.01, momentum 0.5" in shared and ".py" not in out  # no file named at all
     plt.close(fig)
 
 
