@@ -215,12 +215,12 @@ def main(argv=None):
     depths = parse_depths(parser, args.depths)
     if args.epochs < 1:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
-    args.device = flags.check_device(parser, args.device)
+    flags.check_device(parser, args.device)
     figures.check_format(parser, "--out", args.out)
-    print(
-        f"device: {args.device}; {len(depths) * 2} nets, {args.epochs} epoch{'s' * (args.epochs != 1)} each;"
-        f" batch {BATCH_SIZE}, lr {LR}, momentum {MOMENTUM}, seed {SEED}"
-    )
+    # As the training scripts pick it: a GPU that this torch cannot use is named in one line.
+    args.device = devices.pick_device(args.device)
+    epochs = f"{args.epochs} epoch{'s' * (args.epochs != 1)}"
+    print(f"{len(depths) * 2} nets, {epochs} each; batch {BATCH_SIZE}, lr {LR}, momentum {MOMENTUM}, seed {SEED}")
     print(HEADER, flush=True)
     try:
         results = measure(depths, args.epochs, args.device, args.data_dir, log=lambda line: print(line, flush=True))

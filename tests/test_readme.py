@@ -1,6 +1,7 @@
 """The READMEs and docs/ pages: the two READMEs give the same commands, every command line works as typed in
 cmd.exe and Windows PowerShell 5.1, the pages they link exist, and the READMEs stay short."""
 
+import os
 import re
 
 import pytest
@@ -30,17 +31,35 @@ def commands(name):
     return [line for line in code_lines(name) if re.match(r"(pip|python|py)( |$)", line)]
 
 
+# Each page a learner reads, and its Chinese twin.
+TWINS = [
+    ("README.md", "README.zh-CN.md"),
+    *(
+        (f"docs/{name}.md", f"docs/{name}.zh-CN.md")
+        for name in ("setup", "troubleshooting", "runs", "flags", "results", "skip_connection", "multiply_adds")
+    ),
+]
+
+
 def test_both_readmes_give_the_same_install_run_and_test_commands():
     english, chinese = commands("README.md"), commands("README.zh-CN.md")
-    quick_start = [
-        "python -m pip install -r requirements.txt",
-        "python train_resnet.py",
-        "python -m pip install -r requirements.txt pytest",
-        "python -m pytest",
-    ]
-    assert english[:4] == quick_start
-    assert 'python -c "import torch; print(torch.cuda.is_available())"' in english
+    assert english[:2] == ["python -m pip install -r requirements.txt", "python train_resnet.py"]  # the quick start
+    assert english[-2:] == ["python -m pip install -r requirements.txt pytest", "python -m pytest"]  # the tests
     assert chinese == english
+
+
+def numbers(page):
+    """The numbers a page states (in prose, tables and code alike), as written: 98.79, 41,514, 0.26, 2026-12-07."""
+    return set(re.findall(r"\d+(?:[.,]\d+)*", (ROOT / page).read_text(encoding="utf-8")))
+
+
+@pytest.mark.parametrize("english, chinese", TWINS)
+def test_each_chinese_twin_links_back_and_says_the_same_commands_and_numbers(english, chinese):
+    assert f"[English]({os.path.basename(english)})" in (ROOT / chinese).read_text(encoding="utf-8").splitlines()[2]
+    if english != "README.md":
+        assert f"[中文]({os.path.basename(chinese)})" in (ROOT / english).read_text(encoding="utf-8").splitlines()[2]
+    assert commands(chinese) == commands(english)
+    assert numbers(chinese) == numbers(english), numbers(chinese) ^ numbers(english)
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -89,29 +108,20 @@ def test_every_local_link_and_image_exists(page):
             assert (folder / target.split("#")[0]).exists(), f"{page} links {target}"
 
 
-def test_the_readmes_stay_short_and_link_the_docs():
-    assert len((ROOT / "README.md").read_bytes()) <= 11_000
-    assert len((ROOT / "README.zh-CN.md").read_bytes()) <= 14_500
-    for readme, troubleshooting in (
-        ("README.md", "docs/troubleshooting.md"),
-        ("README.zh-CN.md", "docs/troubleshooting.zh-CN.md"),
+def test_the_readmes_put_the_lesson_and_its_first_figure_first_and_link_every_page():
+    english = (ROOT / "README.md").read_bytes()
+    assert len(english) <= 10_000 and english.index(b"](docs/resnet_accuracy.png)") < 4_000
+    assert len((ROOT / "README.zh-CN.md").read_bytes()) <= 12_000
+    for readme, pages in (
+        ("README.md", [english for english, _ in TWINS[1:]]),
+        ("README.zh-CN.md", [chinese for _, chinese in TWINS[1:]]),
     ):
         text = (ROOT / readme).read_text(encoding="utf-8")
-        for page in (
-            "docs/runs.md",
-            "docs/flags.md",
-            "docs/results.md",
-            "docs/skip_connection.md",
-            "docs/multiply_adds.md",
-            "docs/performance.md",
-            troubleshooting,
-            "docs/testing.md",
-            "docs/gap_head.md",
-        ):
-            assert f"]({page})" in text, (readme, page)
+        for page in [*pages, "docs/performance.md", "docs/testing.md", "docs/gap_head.md"]:
+            assert f"]({page}" in text, (readme, page)
 
 
-@pytest.mark.parametrize("page", ["README.zh-CN.md", "docs/troubleshooting.zh-CN.md"])
+@pytest.mark.parametrize("page", [chinese for _, chinese in TWINS])
 def test_chinese_paragraphs_are_not_wrapped_between_two_chinese_characters(page):
     """GitHub shows a space where a line break falls between two Chinese characters."""
     lines = (ROOT / page).read_text(encoding="utf-8").splitlines()
@@ -121,19 +131,38 @@ def test_chinese_paragraphs_are_not_wrapped_between_two_chinese_characters(page)
             assert not (han.match(line[-1]) and han.match(following[0])), f"{page}: {line[-20:]} / {following[:20]}"
 
 
-def test_the_cuda_step_and_the_runs_gpu_hint_replace_a_cpu_only_torch():
-    """pip keeps an installed CPU-only torch of the same version unless told to replace it."""
+@pytest.mark.parametrize("page", ["docs/setup.md", "docs/setup.zh-CN.md"])
+def test_the_setup_page_takes_a_student_from_nothing_to_a_gpu_run(page):
+    """The commands the run's GPU hint prints are the page's, for each generation; a check that runs a kernel."""
     from helpers import device
 
-    assert "--force-reinstall" in device.INSTALL.split()
-    for readme in ("README.md", "README.zh-CN.md"):
-        assert f"python -m {device.INSTALL}" in commands(readme), readme
+    typed, text = commands(page), (ROOT / page).read_text(encoding="utf-8")
+    assert "--force-reinstall" in device.INSTALL.split()  # pip keeps an installed CPU-only torch otherwise
+    for capability in ((12, 0), (6, 1)):  # an RTX 50, a GTX 10: cu130, cu126
+        assert f"python -m {device.install(capability).split(' (')[0]}" in typed
+    assert any(row.startswith("| RTX 50") and "sm_120" in row and "`cu130`" in row for row in text.splitlines())
+    assert any("torch.ones(2, device='cuda')" in line and "get_device_name" in line for line in typed)
+    for words in (
+        "git clone",
+        "Download ZIP",
+        "cd",
+        "Set-ExecutionPolicy -Scope CurrentUser RemoteSigned",
+        "ipykernel",
+        "pypi.tuna.tsinghua.edu.cn",
+        "pip config set global.index-url",
+        "conda create -n lecture11",
+    ):
+        assert words in text, words
+    for mirror in ("https://dataset.bj.bcebos.com/mnist/", "https://ossci-datasets.s3.amazonaws.com/mnist/"):
+        assert all(f"{mirror}{name}.gz" in text for name in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
 
 
 def test_both_readmes_name_the_course_the_python_floor_and_baidus_mirror():
     for readme in ("README.md", "README.zh-CN.md"):
         text = (ROOT / readme).read_text(encoding="utf-8")
         assert "https://www.bilibili.com/video/BV1Y7411d7Ys?p=11" in text and "Python 3.10" in text
-        assert "PyCharm" in text and "Anaconda Prompt" in text
+        assert "PyCharm" in text and "Anaconda" in text and "docs/setup" in text
+    for page in ("docs/setup.md", "docs/setup.zh-CN.md"):
+        assert "Anaconda Prompt" in (ROOT / page).read_text(encoding="utf-8")
     for page in ("docs/troubleshooting.md", "docs/troubleshooting.zh-CN.md"):
         assert "https://dataset.bj.bcebos.com/mnist/" in (ROOT / page).read_text(encoding="utf-8")
