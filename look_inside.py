@@ -15,10 +15,12 @@ as each part sees it; mistakes.png beside it, the test digits the net gets wrong
 
 import argparse
 import contextlib
+import glob
 import json
 import math
 import os
 import sys
+import types
 
 import matplotlib.pyplot as plt
 import torch
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 import models
 from data import mnist_loaders, normalize
 from helpers import device as devices
-from helpers import figures, flags
+from helpers import figures, flags, record
 from helpers.mnist import one_line
 
 RUNS = "runs"
@@ -241,16 +243,14 @@ def seen(probe, digit):
 
 
 def newest_run(root=RUNS):
-    try:
-        found = [os.path.join(root, n) for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, "model.pt"))]
-    except OSError:
-        found = []
+    """The run under root whose model.pt was written last."""
+    found = glob.glob(os.path.join(glob.escape(root), "*", "model.pt"))
     if not found:
         raise SystemExit(
             f"error: no run under {root}{os.sep} has a model.pt: train one first (python train_resnet.py),"
             " or name a run's folder"
         )
-    return max(found, key=lambda folder: os.path.getmtime(os.path.join(folder, "model.pt")))
+    return os.path.dirname(max(found, key=os.path.getmtime))
 
 
 def load_run(folder):
@@ -271,13 +271,28 @@ def load_run(folder):
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
         net = "InceptionNet" if "incep1.branch1x1.weight" in weights else "ResidualNet"
-        model = getattr(models, net)()
+        model = getattr(run_models(folder), net)()
         model.load_state_dict(weights)
     except Exception as e:
         raise SystemExit(
             f"error: {path} is damaged or not the weights of a lecture-11 net ({one_line(e)}). Name another run."
         ) from None
     return net, model, settings
+
+
+def run_models(folder):
+    """models.py as the run trained with it (its checkpoint.pt keeps the text) where the file has changed since, as
+    after the README's ResidualBlock edit, said in a note; else models.py as it is."""
+    try:
+        code = torch.load(os.path.join(folder, "checkpoint.pt"), weights_only=True)["record"]["code"]["models.py"]
+    except Exception:  # no checkpoint.pt, or a net that came from another file: models.py as it is
+        return models
+    if code == record.source(models.__file__):
+        return models
+    print(f"note: models.py changed since {folder} ran; its net is built from the models.py it trained with")
+    module = types.ModuleType("models")
+    exec(compile(code, f"{folder}/checkpoint.pt: models.py", "exec"), module.__dict__)
+    return module
 
 
 def tiles(maps):
@@ -389,7 +404,8 @@ def main(argv=None):
         parser.error(f"--index must be from 0 to {total - 1}, got {args.index}")
     if (tested := settings.get("data", {}).get("test_images", total)) != total:
         print(f"note: the run was tested on {tested:,} images; this data has {total:,} (--data-dir)")
-    probe = PROBES[net](model.to(device))
+    # In the memory format the run tested it in: the counts match the run's own test() to the image.
+    probe = PROBES[net](model.to(device, memory_format=devices.memory_format(device)))
     intact, knocked, measured = look(probe, test_loader)
     print(f"{net} of {folder}{os.sep}, on {total:,} test images: intact {intact:.2f}%")
     for line in [*probe.table(knocked, measured), CAVEAT]:

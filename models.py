@@ -43,7 +43,7 @@ class InceptionA(nn.Module):
         branch5x5 = self.branch5x5_2(self.branch5x5_1(x))
         branch3x3 = self.branch3x3_3(self.branch3x3_2(self.branch3x3_1(x)))
         branch_pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
-        return torch.cat([branch1x1, branch5x5, branch3x3, branch_pool], dim=1)
+        return torch.cat([branch1x1, branch5x5, branch3x3, branch_pool], dim=1)  # 16+24+24+24 = 88 channels
 
 
 class InceptionNet(nn.Module):
@@ -82,7 +82,7 @@ class ResidualBlock(nn.Module):
     def forward(self, x):
         y = F.relu(self.conv1(x))
         y = self.conv2(y)
-        return F.relu(x + y)
+        return F.relu(x + y)  # the skip connection
 
 
 class ResidualNet(nn.Module):

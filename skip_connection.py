@@ -62,6 +62,16 @@ class Stack(nn.Module):
         return self.l1(torch.flatten(self.blocks(x), 1))
 
 
+@torch.no_grad()
+def same_blocks():
+    """Whether ResidualBlock, as models.py has it now, computes what PlainBlock does: its + x edited away."""
+    torch.manual_seed(SEED)
+    residual, plain = ResidualBlock(CHANNELS), PlainBlock(CHANNELS)
+    plain.load_state_dict(residual.state_dict())
+    x = torch.randn(2, CHANNELS, 12, 12)
+    return torch.equal(residual(x), plain(x))
+
+
 def block_gradient_norms(model):
     """The norm of the gradient of each block's weights and biases, nearest the input first (a tensor on the device)."""
     return torch.stack(
@@ -221,6 +231,8 @@ def main(argv=None):
     args.device = devices.pick_device(args.device)
     epochs = f"{args.epochs} epoch{'s' * (args.epochs != 1)}"
     print(f"{len(depths) * 2} nets, {epochs} each; batch {BATCH_SIZE}, lr {LR}, momentum {MOMENTUM}, seed {SEED}")
+    if same_blocks():
+        print("note: ResidualBlock in models.py computes what PlainBlock does (is its + x gone?): both rows will match")
     print(HEADER, flush=True)
     try:
         results = measure(depths, args.epochs, args.device, args.data_dir, log=lambda line: print(line, flush=True))

@@ -79,7 +79,10 @@ def diff(folders):
             raise SystemExit(f"error: cannot read the code of {folder} from its checkpoint.pt ({e})") from None
     lines = []
     for name in dict.fromkeys([*codes[0], *codes[1]]):
-        old, new = (code.get(name, "").splitlines() for code in codes)
+        if name not in codes[0] or name not in codes[1]:  # the lecture's DataLoader, say, in place of data.py
+            lines.append(f"{name}: only {folders[name in codes[1]]} ran it")
+            continue
+        old, new = (code[name].splitlines() for code in codes)
         lines += difflib.unified_diff(old, new, f"{folders[0]}/{name}", f"{folders[1]}/{name}", lineterm="")
     print("\n".join(lines) or f"{folders[0]} and {folders[1]} ran the same code")
 

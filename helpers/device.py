@@ -10,8 +10,9 @@ import torch
 
 # torch.OutOfMemoryError from torch 2.5 on.
 OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-# pip keeps an installed torch of the same version (PyPI's for Windows is CPU-only) unless it is forced to replace it.
-INSTALL = "pip install --force-reinstall torch torchvision --index-url https://download.pytorch.org/whl/"
+# pip keeps an installed torch of the same version (PyPI's for Windows is CPU-only) unless it is forced to replace it;
+# python -m pip is the pip of the Python that runs the scripts.
+INSTALL = "python -m pip install --force-reinstall torch torchvision --index-url https://download.pytorch.org/whl/"
 
 
 def install(capability):
@@ -19,7 +20,7 @@ def install(capability):
     table of its builds (torch.cuda.PYTORCH_RELEASES_CODE_CC in 2.14): cu126 from sm_50 to sm_90, and on old drivers;
     cu130 and newer from sm_75 to sm_120 (RTX 50), on a driver whose nvidia-smi shows CUDA Version 13.0 or higher."""
     if capability is None:
-        return f"{INSTALL}cu126 (cu130 for an RTX 50: docs/setup.md's GPU table)"
+        return f"{INSTALL}cu126 (cu130 for an RTX 50: the table in docs/setup.md)"
     if capability >= (10, 0):
         return f"{INSTALL}cu130 (on a driver whose nvidia-smi shows CUDA Version 13.0 or higher)"
     return f"{INSTALL}cu126"

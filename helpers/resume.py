@@ -69,10 +69,11 @@ def restore(run):
     if changed := [name for name, text in record.versioned(now).items() if was.get(name, text) != text]:
         them = "it" if len(changed) == 1 else "them"
         print(f"note: {', '.join(changed)} changed since the run began; the rest of the run uses {them} as edited")
-    print(f"resuming: {epochs(len(run.history))} done in {run.folder}{os.sep}, on to epoch {run.args.epochs}")
+    done = len(run.history)
+    print(f"resuming: {epochs(done)} done in {run.folder}{os.sep}; {epochs(run.args.epochs, done + 1)} to go")
     return {**saved, "flags": {name: getattr(run.args, name) for name in saved["flags"]}, "device": now["device"]}
 
 
-def epochs(n):
-    """The epochs a run holds, in words: "epoch 1", "epochs 1-6"."""
-    return "epoch 1" if n == 1 else f"epochs 1-{n}"
+def epochs(last, first=1):
+    """Epochs first to last, in words: "epoch 1", "epochs 1-6", "epochs 11-30"."""
+    return f"epoch {last}" if first == last else f"epochs {first}-{last}"

@@ -138,9 +138,24 @@ def test_diff_prints_the_changed_lines(runs):
     assert f"--- {runs / 'plain'}/train_resnet.py\n+++ {runs / 'weight-decay-constant'}/train_resnet.py" in out
     assert "\n+WEIGHT_DECAY = 1e-3\n" in out and "models.py" not in out
     code, out, err = run_main(compare_command, "--diff", runs / "plain", runs / "no-skip")
-    assert "-        return F.relu(x + y)\n+        return F.relu(y)" in out and "train_resnet.py" not in out
+    assert "-        return F.relu(x + y)  # the skip connection\n+        return F.relu(y)" in out
+    assert "train_resnet.py" not in out
     code, out, err = run_main(compare_command, "--diff", runs / "plain", runs / "plain-again")
     assert out == f"{runs / 'plain'} and {runs / 'plain-again'} ran the same code\n"
+
+
+def test_diff_names_a_file_that_only_one_run_ran(tmp_path):
+    """The lecture's DataLoader in place of mnist_loaders: that run has no data.py, which is not a deletion."""
+    import torch
+
+    for name, code in (
+        ("a", {"train_resnet.py": "x = 1\n", "data.py": "y = 2\n"}),
+        ("b", {"train_resnet.py": "x = 1\n"}),
+    ):
+        (tmp_path / name).mkdir()
+        torch.save({"record": {"code": code}}, tmp_path / name / "checkpoint.pt")
+    code, out, err = run_main(compare_command, "--diff", tmp_path / "a", tmp_path / "b")
+    assert code == 0 and out == f"data.py: only {tmp_path / 'a'} ran it\n", out
 
 
 # --- the table and the figure, from the files alone --------------------------------------------------------------

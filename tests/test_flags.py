@@ -5,7 +5,7 @@ import pytest
 
 import train_inception
 import train_resnet
-from conftest import edited, load_script, run_main, run_script
+from conftest import edited, load_script, run_main, run_script, train
 from helpers import device
 
 MODULES = [train_inception, train_resnet]
@@ -62,6 +62,14 @@ def test_a_constant_of_ones_own_is_a_flag_and_checked_like_the_others(tmp_path):
     )
     code, _, err = run_main(script, "--weight-decay", "-1", "--data-dir", tmp_path / "data")
     assert code == 2 and "--weight-decay must be a finite number, 0 or more, got -1.0" in err
+
+
+def test_a_flag_that_the_optimizer_line_overrides_is_named(tmp_path, mnist_dir):
+    """momentum=0.9 written into the SGD line: --momentum 0.7, typed, would do nothing, and the run says so."""
+    sgd = "torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)"
+    script = load_script(edited(tmp_path, "train_resnet.py", (sgd, sgd.replace("args.momentum", "0.9"))), "sgd_09")
+    out = train(script, tmp_path / "run", "--epochs", 1, "--momentum", 0.7, mnist_dir=mnist_dir)
+    assert "note: the optimizer's momentum is 0.9, not --momentum 0.7: its line sets its own" in out.splitlines()
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -55,7 +55,7 @@ def one_epoch_on_auto(mnist_dir, tmp_path):
             "cu130",
             "NVIDIA GeForce RTX 5060 Laptop GPU (sm_120)",
         ),
-        ({"name": LAPTOP}, "cu126 (cu130 for an RTX 50: docs/setup.md", LAPTOP),  # an old driver: no compute_cap
+        ({"name": LAPTOP}, "cu126 (cu130 for an RTX 50: the table in docs/setup.md)", LAPTOP),  # an old driver
     ],
 )
 def test_auto_beside_a_gpu_that_a_cpu_only_torch_cannot_use_names_the_build_for_it(

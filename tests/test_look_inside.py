@@ -14,7 +14,7 @@ import look_inside
 import models
 import train_inception
 import train_resnet
-from conftest import run_main, script_call, train
+from conftest import ROOT, edited, load_script, run_main, says, script_call, train
 from data import MEAN, STD, Batches, mnist_loaders
 
 SLICES = {
@@ -188,6 +188,20 @@ def test_the_command_prints_the_table_and_writes_the_figures(runs, mnist_dir, ne
     wrong = int(out.split("mistakes: ")[1].split(" of 500")[0])
     assert wrong == round(500 * (1 - intact / 100)) and f"wrong; {runs / folder / 'mistakes.png'}" in out
     assert (runs / folder / "mistakes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_is_probed_with_the_models_py_it_trained_with(mnist_dir, tmp_path, monkeypatch):
+    """The README's ResidualBlock edit, run, then put back: look_inside builds the run's own net, and its intact
+    accuracy is the run's own, to the image."""
+    models_py = edited(tmp_path, "models.py", ("return F.relu(x + y)", "return F.relu(y)"))
+    with monkeypatch.context() as patch:
+        script = load_script(ROOT / "train_resnet.py", "train_no_skip", models=models_py, monkeypatch=patch)
+        train(script, tmp_path / "run", "--epochs", 1, mnist_dir=mnist_dir)
+    code, out, err = run_main(look_inside, tmp_path / "run", "--no-show", "--device", "cpu")
+    assert code == 0, err
+    says(out.splitlines()[0], f"note: models.py changed since {tmp_path / 'run'} ran", "the models.py it trained with")
+    accuracy = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1].split(",")[2]
+    assert f"intact {accuracy}%" in out
 
 
 def test_without_a_folder_it_takes_the_newest_run(runs, monkeypatch):

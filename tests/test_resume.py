@@ -57,7 +57,7 @@ def saved_run(resnet_1_epoch, tmp_path):
 
 def test_a_finished_run_extended_equals_an_uninterrupted_one(saved_run, resnet_2_epochs, mnist_dir):
     log = train(train_resnet, saved_run, "--epochs", 2, "--resume", saved_run, mnist_dir=mnist_dir)
-    assert f"resuming: epoch 1 done in {saved_run}{os.sep}, on to epoch 2" in log and "epoch 1:" not in log
+    assert f"resuming: epoch 1 done in {saved_run}{os.sep}; epoch 2 to go" in log and "epoch 1:" not in log
     assert "note:" not in log  # the same code: nothing to say
     assert_same_results(saved_run, resnet_2_epochs)
 
@@ -191,7 +191,7 @@ def test_settings_json_is_never_read(settings, saved_run, tmp_path, mnist_dir, m
     code, _, err = run_main(train_resnet, "--resume", saved_run, "--data-dir", mnist_dir)
     assert code == 2 and "it has done 1 epoch, and --epochs 1 asks for no more" in err and digest(saved_run) == before
     log = train(train_resnet, stopped, "--resume", stopped, mnist_dir=mnist_dir)
-    assert "on to epoch 2" in log
+    assert "epoch 2 to go" in log
     assert_same_results(stopped, resnet_2_epochs)
     assert json.loads((stopped / "settings.json").read_text(encoding="utf-8"))["flags"]["epochs"] == 2  # written again
 

@@ -33,6 +33,13 @@ def test_both_stacks_start_from_the_same_weights():
     assert residual(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
+def test_a_residual_block_edited_into_the_plain_one_is_named(monkeypatch):
+    """After the README's ResidualBlock edit, the experiment's two variants would be one: said before it trains."""
+    assert not skip_connection.same_blocks()
+    monkeypatch.setattr(skip_connection, "ResidualBlock", PlainBlock)
+    assert skip_connection.same_blocks()
+
+
 def test_deep_plain_stack_starves_its_first_block_of_gradient(mnist_dir, tmp_path):
     results = skip_connection.measure(
         [1, 10], epochs=1, device=torch.device("cpu"), data_dir=mnist_dir, log=lambda line: None
