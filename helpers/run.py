@@ -47,9 +47,9 @@ class Run:
         constants = {name: getattr(self.args, name) for name in self.constants}
         self.record = record.build(self.script, self.file, constants, model, optimizer, train_loader, test_loader)
         # A constant that the optimizer holds by name with another value: its line in the script set its own.
+        group = self.record["optimizer"]["param_groups"][0]
         for name, value in constants.items():
-            if self.record["optimizer"]["param_groups"][0].get(name, value) != value:
-                held = self.record["optimizer"]["param_groups"][0][name]
+            if (held := group.get(name, value)) != value:
                 print(f"note: the optimizer's {name} is {held}, not {flags.flag(name)} {value}: its line sets its own")
         if self.saved:
             self.record = resume.restore(self)
