@@ -21,23 +21,36 @@ SHIPPED = pathlib.Path(__file__).resolve().parent / "data"  # 2,000 train + 500 
 os.environ["MPLBACKEND"] = "Agg"  # tests never open windows
 
 
-def write_mnist(root):
+def write_mnist(root, train=320, test=80):
+    """MNIST's four files in root/MNIST/raw/: the first train and test images of the shipped subset (at most 2,000 and
+    500), with their labels. 320 are 5 batches of 64: enough for what a run does, quick enough to run it often."""
     raw = pathlib.Path(root) / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for gz in sorted(SHIPPED.glob("*.gz")):
-        (raw / gz.stem).write_bytes(gzip.decompress(gz.read_bytes()))
+        data = gzip.decompress(gz.read_bytes())
+        header, size = (16, 28 * 28) if "images" in gz.name else (8, 1)
+        count = train if gz.name.startswith("train") else test
+        (raw / gz.stem).write_bytes(
+            data[:4] + count.to_bytes(4, "big") + data[8:header] + data[header:][: count * size]
+        )
     return pathlib.Path(root)
 
 
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory):
-    """A data folder with the shipped subset, shared by the tests that only read it."""
+    """A data folder with 320 training and 80 test digits, shared by the tests that only read it."""
     return write_mnist(tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture(scope="session")
+def mnist_full(tmp_path_factory):
+    """The whole shipped subset, 2,000 training and 500 test digits: for the tests of what a net learns."""
+    return write_mnist(tmp_path_factory.mktemp("mnist_full"), train=2000, test=500)
 
 
 @pytest.fixture
 def own_mnist(tmp_path):
-    """A private copy of the subset that a test may damage."""
+    """A private copy of the small subset that a test may damage."""
     return write_mnist(tmp_path / "data")
 
 
@@ -89,7 +102,7 @@ def stopped_in_epoch_2(module, out, mnist_dir, monkeypatch, stop=KeyboardInterru
 
     monkeypatch.setattr(module, "train", train_then_stop)
     code, _, err = run_main(
-        module, "--epochs", 2, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show"
+        module, "--epochs", 2, "--log-every", 5, "--data-dir", mnist_dir, "--out-dir", out, "--no-show"
     )
     monkeypatch.setattr(module, "train", real_train)
     assert code == (130 if stop is KeyboardInterrupt else 143) and f"epoch 1 saved in {out}{os.sep}" in err, err
@@ -150,7 +163,7 @@ def train(module, out, *args, mnist_dir):
     """The tests' run: a script's main() on the shipped subset into out (None: the script's OUT_DIR; with --resume, the
     run named there), logging every 10 batches and showing no plot. Returns what it printed; it must succeed."""
     where = [] if "--resume" in args or out is None else ["--out-dir", out]
-    code, stdout, stderr = run_main(module, *args, "--log-every", 10, "--data-dir", mnist_dir, *where, "--no-show")
+    code, stdout, stderr = run_main(module, *args, "--log-every", 5, "--data-dir", mnist_dir, *where, "--no-show")
     assert code == 0, stderr
     return stdout
 

@@ -10,11 +10,11 @@ from conftest import OFFLINE, ROOT, load_module, run_main, run_script, use_proxy
 
 
 @pytest.mark.slow
-def test_compare_times_both_sides_and_prints_the_ratios(mnist_dir):
-    result = run_script("bench/compare.py", "resnet", "--epochs", 1, "--data-dir", mnist_dir)
+def test_compare_times_both_sides_and_prints_the_ratios(mnist_full):
+    result = run_script("bench/compare.py", "resnet", "--epochs", 1, "--data-dir", mnist_full)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == f"resnet, 1 epoch each, {mnist_dir}"
+    assert lines[0] == f"resnet, 1 epoch each, {mnist_full}"
     side = r"{} +(\d+\.\d) s   peak +(\d+) MiB   final test accuracy (\d+\.\d\d)%"
     baseline, project = (
         re.fullmatch(side.format(name), line) for name, line in zip(["baseline", "project"], lines[1:3])

@@ -92,7 +92,7 @@ def test_an_edit_is_named_and_the_shared_line_claims_only_what_both_used(runs, e
     if edit == "adam":  # the unedited run's SGD is named on its own row, never as shared
         assert "SGD, lr 0.01, momentum 0.5" in rows[str(runs / "plain")]
         assert "lr 0.01" not in shared and "momentum 0.5" not in shared and "SGD" not in shared
-    assert shared.startswith("shared by all runs: ResidualNet, 41,514 parameters") and "2,000 training images" in shared
+    assert shared.startswith("shared by all runs: ResidualNet, 41,514 parameters") and "320 training images" in shared
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][1].startswith(f"{edit}: ")
     plt.close(fig)
 
@@ -260,7 +260,8 @@ def test_the_figure_format_follows_the_file_name(tmp_path):
     assert code == 2 and "matplotlib cannot write that kind of file" in err and not (tmp_path / "c.docx").exists()
 
 
-@pytest.mark.parametrize("count", [2, 3, 10, 33])  # 33: an afternoon of edit, run, compare
+# 33: an afternoon of edit, run, compare (slow: a second of drawing)
+@pytest.mark.parametrize("count", [2, 3, 10, pytest.param(33, marks=pytest.mark.slow)])
 def test_the_legend_and_the_shared_line_sit_right_under_the_axes(count, tmp_path):
     folders = [
         write_run(tmp_path / "runs" / f"resnet-{n}", [90 + n / 10, 95 + n / 10], flags={"lr": round(0.01 * n, 2)})

@@ -46,6 +46,12 @@ def one_epoch_on_auto(mnist_dir, tmp_path):
     return train(train_resnet, tmp_path / "run", "--device", "auto", "--epochs", 1, mnist_dir=mnist_dir)
 
 
+def auto(capsys):
+    """The lines that a script's --device auto prints before it loads anything (helpers.pick_device)."""
+    assert device.pick_device("auto") == torch.device("cpu")
+    return capsys.readouterr().out.splitlines()
+
+
 @pytest.mark.parametrize(
     "answers, build, named",
     [
@@ -59,23 +65,30 @@ def one_epoch_on_auto(mnist_dir, tmp_path):
     ],
 )
 def test_auto_beside_a_gpu_that_a_cpu_only_torch_cannot_use_names_the_build_for_it(
-    answers, build, named, no_torch_gpu, mnist_dir, tmp_path, monkeypatch
+    answers, build, named, no_torch_gpu, tmp_path, monkeypatch, capsys
 ):
     path_with(tmp_path, monkeypatch, answers)
     monkeypatch.setattr(torch.version, "cuda", None)
-    lines = one_epoch_on_auto(mnist_dir, tmp_path).splitlines()
-    assert lines[0] == "device: cpu"
+    lines = auto(capsys)
+    assert lines[0] == "device: cpu" and len(lines) == 2
     says(lines[1], "note: training on the CPU:", f"nvidia-smi lists {named}", "is a CPU-only build")
     assert f"fix: {device.INSTALL}{build}" in lines[1] and "--force-reinstall" in lines[1]
-    assert lines[2].startswith("results: ") and "epoch 1: test accuracy" in lines[-2]  # the run goes on, on the CPU
+
+
+def test_after_the_note_the_run_goes_on_on_the_cpu(no_torch_gpu, mnist_dir, tmp_path, monkeypatch):
+    path_with(tmp_path, monkeypatch, {"name,compute_cap": f"{LAPTOP}, 8.9"})
+    monkeypatch.setattr(torch.version, "cuda", None)
+    lines = one_epoch_on_auto(mnist_dir, tmp_path).splitlines()
+    assert lines[0] == "device: cpu" and lines[1].startswith("note: training on the CPU: nvidia-smi lists")
+    assert lines[2].startswith("results: ") and "epoch 1: test accuracy" in lines[-2]
 
 
 def test_auto_beside_a_gpu_that_a_cuda_build_cannot_find_says_update_the_driver(
-    no_torch_gpu, mnist_dir, tmp_path, monkeypatch
+    no_torch_gpu, tmp_path, monkeypatch, capsys
 ):
     path_with(tmp_path, monkeypatch, {"name,compute_cap": f"{LAPTOP}, 8.9"})
     monkeypatch.setattr(torch.version, "cuda", "13.0")
-    lines = one_epoch_on_auto(mnist_dir, tmp_path).splitlines()
+    lines = auto(capsys)
     says(
         lines[1], f"nvidia-smi lists {LAPTOP} (sm_89)", "(built for CUDA 13.0) finds no GPU", "update the NVIDIA driver"
     )
@@ -107,14 +120,13 @@ def stand_in_gpu(monkeypatch, name, capability, archs):
         (GTX_1050, "sm_61, and torch", "cu126"),
     ],
 )
-def test_a_gpu_this_build_has_no_kernels_for_is_found_before_training(gpu, sm, build, mnist_dir, tmp_path, monkeypatch):
+def test_a_gpu_this_build_has_no_kernels_for_is_found_before_training(gpu, sm, build, tmp_path, monkeypatch, capsys):
     stand_in_gpu(monkeypatch, *gpu)
     name, _, archs = gpu
     line = (
         f"{name} is {sm} {torch.__version__} has kernels for {archs[0]}-{archs[-1]} only; fix: {device.INSTALL}{build}"
     )
-    lines = one_epoch_on_auto(mnist_dir, tmp_path).splitlines()  # --device auto: on the CPU, to the end
-    assert lines[:2] == ["device: cpu", f"note: training on the CPU: {line}"] and "epoch 1: test accuracy" in lines[-2]
+    assert auto(capsys) == ["device: cpu", f"note: training on the CPU: {line}"]  # --device auto: on the CPU
     code, out, err = run_main(
         train_resnet, "--device", "cuda", "--data-dir", tmp_path / "data", "--out-dir", tmp_path / "x"
     )
@@ -139,11 +151,9 @@ def test_cudas_rule_for_which_kernels_run_on_which_gpu(arch, capability, runs):
     assert device.runs_on(arch, capability) is runs
 
 
-def test_without_an_nvidia_gpu_nothing_is_said(no_torch_gpu, mnist_dir, tmp_path, monkeypatch):
+def test_without_an_nvidia_gpu_nothing_is_said(no_torch_gpu, tmp_path, monkeypatch, capsys):
     path_with(tmp_path, monkeypatch, None)
-    out = one_epoch_on_auto(mnist_dir, tmp_path)
-    assert out.splitlines()[0] == "device: cpu" and out.splitlines()[1].startswith("results: ")
-    assert "note:" not in out and "nvidia-smi" not in out
+    assert auto(capsys) == ["device: cpu"]
     (tmp_path / "other").mkdir()
     path_with(tmp_path / "other", monkeypatch, {})  # a driver without a GPU ("No devices were found"): nothing either
     assert device.gpu_hint() is None

@@ -30,7 +30,7 @@ def lecture(tmp_path):
 
 def test_the_lectures_dataloader_trains_saves_and_plots(lecture, mnist_dir, tmp_path):
     log = train(lecture, tmp_path / "lecture", "--epochs", 1, mnist_dir=mnist_dir)
-    assert "ResidualNet: 41,514 parameters, 2,000 training images" in log and "[1,    30] loss: " in log
+    assert "ResidualNet: 41,514 parameters, 320 training images" in log and "[1,     5] loss: " in log
     accuracy = re.search(r"epoch 1: test accuracy (\d+\.\d\d)%", log).group(1)
     assert (tmp_path / "lecture" / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "lecture" / "metrics.csv").read_text().splitlines()[1].split(",")[2] == accuracy
@@ -38,7 +38,7 @@ def test_the_lectures_dataloader_trains_saves_and_plots(lecture, mnist_dir, tmp_
     model.load_state_dict(torch.load(tmp_path / "lecture" / "model.pt", weights_only=True))
     record = torch.load(tmp_path / "lecture" / "checkpoint.pt", weights_only=True)["record"]
     # The data the run used, and the lesson files: data.py is not among them (torch's DataLoader fed it).
-    assert record["data"] == {"training_images": 2000, "test_images": 500}
+    assert record["data"] == {"training_images": 320, "test_images": 80}
     assert (
         list(record["code"]) == ["train_resnet.py", "models.py"]
         and "DataLoader(train_dataset" in record["code"]["train_resnet.py"]

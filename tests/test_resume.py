@@ -79,7 +79,7 @@ def test_ctrl_c_or_a_kill_in_epoch_2_keeps_epoch_1_and_the_printed_command_finis
     command = f"python train_resnet.py --resume {printed.format(out=out)} --epochs 2"
     assert err == f"\n{what}: epoch 1 saved in {out}{os.sep}; to go on: {command}\n"
     assert sorted(os.listdir(out)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "model.pt", "settings.json"]
-    code, log, err = run_main(train_resnet, *shlex.split(command)[2:], "--data-dir", mnist_dir, "--log-every", 10)
+    code, log, err = run_main(train_resnet, *shlex.split(command)[2:], "--data-dir", mnist_dir, "--log-every", 5)
     assert code == 0, err
     assert_same_results(out, resnet_2_epochs)
 
@@ -154,13 +154,13 @@ def test_the_checkpoint_holds_the_run_and_its_record(saved_run):
     assert record["net"] == "ResidualNet" and record["parameters"] == 41_514 and record["script"] == "train_resnet.py"
     assert {
         name: record["flags"][name] for name in ("epochs", "batch_size", "lr", "momentum", "seed", "log_every")
-    } == {"epochs": 1, "batch_size": 64, "lr": 0.01, "momentum": 0.5, "seed": 0, "log_every": 10}
+    } == {"epochs": 1, "batch_size": 64, "lr": 0.01, "momentum": 0.5, "seed": 0, "log_every": 5}
     assert record["optimizer"]["class"] == "SGD"
     assert (
         record["optimizer"]["param_groups"][0]["lr"] == 0.01
         and record["optimizer"]["param_groups"][0]["momentum"] == 0.5
     )
-    assert record["data"] == {"training_images": 2000, "test_images": 500} and record["device"] == "cpu"
+    assert record["data"] == {"training_images": 320, "test_images": 80} and record["device"] == "cpu"
     assert list(record["code"]) == ["train_resnet.py", "models.py", "data.py"]
     assert record["code"]["models.py"] == (ROOT / "models.py").read_text(encoding="utf-8")  # the text itself
     assert [row[0] for row in state["history"]] == [1]
@@ -202,7 +202,7 @@ def test_an_edited_constant_is_not_a_code_change_and_the_run_keeps_its_own(saved
         load_script(script, "train_resnet_edited"), saved_run, "--epochs", 2, "--resume", saved_run, mnist_dir=mnist_dir
     )
     assert "note:" not in log
-    assert "epoch 2: test accuracy" in log and "[2,    10] loss" in log  # the run's own LOG_EVERY, not the edited one
+    assert "epoch 2: test accuracy" in log and "[2,     5] loss" in log  # the run's own LOG_EVERY, not the edited one
 
 
 @pytest.mark.parametrize(
@@ -237,7 +237,7 @@ def refused(module, folder, *args, data=None):
 
 @pytest.mark.parametrize(
     "flag, given, saved",
-    [("--batch-size", "32", "64"), ("--lr", "0.05", "0.01"), ("--seed", "1", "0"), ("--log-every", "5", "10")],
+    [("--batch-size", "32", "64"), ("--lr", "0.05", "0.01"), ("--seed", "1", "0"), ("--log-every", "3", "5")],
 )
 def test_a_typed_flag_that_differs_is_refused(saved_run, flag, given, saved):
     code, err = refused(train_resnet, saved_run, "--epochs", 3, flag, given)
@@ -284,8 +284,8 @@ def test_other_data_is_refused_and_a_copy_of_the_same_is_not(saved_run, tmp_path
     assert (
         code == 2
         and (
-            f"it was trained on 2,000 training and 500 test images, but --data-dir {other} holds 1,999"
-            " training and 499 test images; nothing was changed"
+            f"it was trained on 320 training and 80 test images, but --data-dir {other} holds 319"
+            " training and 79 test images; nothing was changed"
         )
         in err
     )

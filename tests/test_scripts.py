@@ -34,10 +34,10 @@ def read_metrics(path):
 @pytest.mark.parametrize(
     "script, epochs, lr, bar", [("train_inception.py", 2, 0.01, None), ("train_resnet.py", 3, 0.05, 90.0)]
 )
-def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir, tmp_path):
+def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_full, tmp_path):
     out = tmp_path / "out"
     show = ["--no-show"] if script == "train_resnet.py" else []  # without it, a headless backend: no window, no warning
-    args = ["--epochs", epochs, "--lr", lr, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, *show]
+    args = ["--epochs", epochs, "--lr", lr, "--log-every", 10, "--data-dir", mnist_full, "--out-dir", out, *show]
     result = run_script(script, *args)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -65,7 +65,7 @@ def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir
         "momentum": 0.5,
         "seed": 0,
         "log_every": 10,
-        "data_dir": str(mnist_dir),
+        "data_dir": str(mnist_full),
         "out_dir": str(out),
     }
     assert settings["versions"] == {"python": platform.python_version(), "torch": str(torch.__version__)}
@@ -80,7 +80,7 @@ def test_script_trains_and_writes_its_results(script, epochs, lr, bar, mnist_dir
     # The saved weights load safely and give the printed accuracy again.
     model = getattr(models, net)()
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
-    _, test_loader = mnist_loaders(mnist_dir, batch_size=64, device=torch.device("cpu"))
+    _, test_loader = mnist_loaders(mnist_full, batch_size=64, device=torch.device("cpu"))
     assert f"{SCRIPTS[script].test(model, torch.device('cpu'), test_loader):.2f}" == final.group(1)
     if bar is not None:  # 96 SGD steps on 2,000 real digits are plenty for a residual net
         assert float(final.group(1)) >= bar
