@@ -12,23 +12,15 @@ import helpers
 from data import mnist_loaders
 from models import ResidualNet
 
-# Hyperparameters: the lecture's values. Each comment is also the help of the flag that overrides the constant.
-# passes over the 60,000 training images
-EPOCHS = 10
-# images per SGD step
-BATCH_SIZE = 64
-# SGD learning rate
-LR = 0.01
-# SGD momentum
-MOMENTUM = 0.5
-# seeds the initial weights and the shuffling: on a CPU the same seed repeats a run exactly
-SEED = 0
-# print the mean training loss every LOG_EVERY batches, as the lecture does
-LOG_EVERY = 300
-# MNIST is read from DATA_DIR/MNIST/raw/ (downloaded there on the first run)
-DATA_DIR = "data"
-# the run's folder; a new run never replaces an earlier one (it takes runs/resnet-2, ...)
-OUT_DIR = "runs/resnet"
+# The lecture's values. Each comment is also the --help of the flag that overrides the constant for one run.
+EPOCHS = 10  # passes over the 60,000 training images
+BATCH_SIZE = 64  # images per SGD step
+LR = 0.01  # SGD learning rate
+MOMENTUM = 0.5  # SGD momentum
+SEED = 0  # seeds the initial weights and the shuffling: on a CPU the same seed repeats a run exactly
+LOG_EVERY = 300  # print the mean training loss every LOG_EVERY batches, as the lecture does
+DATA_DIR = "data"  # MNIST is read from DATA_DIR/MNIST/raw/ (downloaded there on the first run)
+OUT_DIR = "runs/resnet"  # the run's folder; a new run never replaces an earlier one (it takes runs/resnet-2, ...)
 
 
 def train(model, device, train_loader, optimizer, criterion, epoch, log_every):

@@ -1,5 +1,5 @@
 """A training script's flags: one per constant that the script hands to Run (its default the constant, its help the
-comment above it), and the keeper's own --resume, --device and --no-show. A value that cannot work, typed or edited
+comment beside it), and the keeper's own --resume, --device and --no-show. A value that cannot work, typed or edited
 at the top of the script, is a usage error (exit 2) before anything is loaded."""
 
 import argparse
@@ -32,7 +32,7 @@ def command_line():
 
 def parse(argv, script, source, constants):
     """(parser, args, typed): the constants as flags, checked; typed holds the flags typed on the command line."""
-    helps = {name.lower(): text for text, name in re.findall(r"^# (.+)\n([A-Z_]+) = ", source, re.M)}
+    helps = {name.lower(): text for name, text in re.findall(r"^([A-Z_]+) = .*?  # (.+)$", source, re.M)}
     parser = argparse.ArgumentParser(
         prog=script,
         description=f"Lecture 11: train a net on MNIST. Each flag overrides"

@@ -17,13 +17,16 @@ from helpers import comparison, figures
 SGD = "torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)"
 EDITS = {  # the learner's edits of the issue that asked for the record, each run once beside unedited runs
     "weight-decay-constant": [
-        ("MOMENTUM = 0.5\n", "MOMENTUM = 0.5\n# SGD weight decay\nWEIGHT_DECAY = 1e-3\n"),
+        (
+            "MOMENTUM = 0.5  # SGD momentum\n",
+            "MOMENTUM = 0.5  # SGD momentum\nWEIGHT_DECAY = 1e-3  # SGD weight decay\n",
+        ),
         ("seed=SEED,", "seed=SEED, weight_decay=WEIGHT_DECAY,"),
         (SGD, SGD[:-1] + ", weight_decay=args.weight_decay)"),
     ],
     "weight-decay-in-sgd": [(SGD, SGD[:-1] + ", weight_decay=1e-3)")],
     "adam": [(SGD, "torch.optim.Adam(model.parameters(), lr=0.001)")],
-    "lr-constant": [("LR = 0.01\n", "LR = 0.05\n")],
+    "lr-constant": [("LR = 0.01  #", "LR = 0.05  #")],
 }
 
 
@@ -136,7 +139,7 @@ def test_diff_prints_the_changed_lines(runs):
     code, out, err = run_main(compare_command, "--diff", runs / "plain", runs / "weight-decay-constant")
     assert code == 0, err
     assert f"--- {runs / 'plain'}/train_resnet.py\n+++ {runs / 'weight-decay-constant'}/train_resnet.py" in out
-    assert "\n+WEIGHT_DECAY = 1e-3\n" in out and "models.py" not in out
+    assert "\n+WEIGHT_DECAY = 1e-3  # SGD weight decay\n" in out and "models.py" not in out
     code, out, err = run_main(compare_command, "--diff", runs / "plain", runs / "no-skip")
     assert "-        return F.relu(x + y)  # the skip connection\n+        return F.relu(y)" in out
     assert "train_resnet.py" not in out

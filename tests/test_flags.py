@@ -55,7 +55,10 @@ def test_a_constant_of_ones_own_is_a_flag_and_checked_like_the_others(tmp_path):
         edited(
             tmp_path,
             "train_resnet.py",
-            ("SEED = 0\n", "SEED = 0\n# SGD weight decay\nWEIGHT_DECAY = 1e-3\n"),
+            (
+                "LR = 0.01  # SGD learning rate\n",
+                "LR = 0.01  # SGD learning rate\nWEIGHT_DECAY = 1e-3  # SGD weight decay\n",
+            ),
             ("seed=SEED,", "seed=SEED, weight_decay=WEIGHT_DECAY,"),
         ),
         "train_resnet_weight_decay",

@@ -319,7 +319,7 @@ SGD = "torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)"
         ([(SGD, SGD.replace("momentum=args.momentum", "momentum=0.9"))], "momentum 0.9 in the code, 0.5 in the run"),
         (
             [
-                ("MOMENTUM = 0.5\n", "MOMENTUM = 0.5\nWEIGHT_DECAY = 1e-3\n"),
+                ("MOMENTUM = 0.5  # SGD momentum\n", "MOMENTUM = 0.5  # SGD momentum\nWEIGHT_DECAY = 1e-3\n"),
                 ("momentum=args.momentum)", "momentum=args.momentum, weight_decay=args.weight_decay)"),
                 ("out_dir=OUT_DIR,", "out_dir=OUT_DIR,\n        weight_decay=WEIGHT_DECAY,"),
             ],
