@@ -3,14 +3,12 @@
     python look_inside.py                     # the newest run under runs/ that has a model.pt
     python look_inside.py runs/inception --index 7 --device cpu
 
-The lecture says InceptionA runs four branches side by side because we do not know which kernel is best, and
-that ResidualBlock's x + F(x) lets the signal pass. Here the run's own weights (model.pt) meet its own test
-images, and parts of the trained net are knocked out one at a time with forward hooks, removed afterwards:
-the lesson's forward() is never changed. InceptionNet: each branch's output set to zero, in each block and
-in both, beside its channels, its share of the block's output energy and of the block's multiply-adds.
-ResidualNet: each block without its skip (relu(F(x))) and without F (relu(x)), beside |F(x)| / |x| and the
-cosine of F(x) and x. The figure (inside.png in the run's folder) shows the knock-outs and one test digit
-as each part sees it; mistakes.png beside it, the test digits the net gets wrong, the most confident first.
+The run's own weights meet its own test images, and parts of the net are knocked out one at a time by forward hooks,
+removed afterwards (the lesson's forward() is never changed). InceptionNet: each branch zeroed, in each block and in
+both, beside its channels and its share of the block's output energy and multiply-adds. ResidualNet: each block
+without its skip, relu(F(x)), and without F, relu(x), beside |F(x)| / |x| and cos(F(x), x). inside.png in the run's
+folder draws the knock-outs and one test digit as each part sees it; mistakes.png, the test digits the net gets wrong,
+the most confident first.
 """
 
 import argparse
@@ -46,59 +44,45 @@ CAVEAT = (
 class Probe:
     """One net's probe: its blocks, and the forward hooks that knock a part out of a block or measure it."""
 
-    blocks = ()
+    LABEL = "{}"  # a knocked-out part's name under its bars
 
     def __init__(self, model):
-        self.model = model
+        self.model, self.fx = model, {}
 
     def watch(self):
         """(layer, hook) pairs that the knock-outs and measurements need on while the net runs."""
         return []
-
-    def label(self, part):
-        return part
 
 
 class Inception(Probe):
     """InceptionNet: each branch's output set to zero; measured, its share of the block's output energy (the sum of
     squares over the test images) and of the block's multiply-adds."""
 
-    blocks = ("incep1", "incep2")
+    blocks, LABEL = ("incep1", "incep2"), "without {}"
     BRANCHES = {"1x1": "branch1x1", "5x5": "branch5x5", "3x3 -> 3x3": "branch3x3", "pool": "branch_pool"}
 
     def __init__(self, model):
         super().__init__(model)
         # Each branch's channels in the block's output: torch.cat's order, widths from the branches' last layers.
-        self.slices, start = {}, 0
+        self.channels, start = {}, 0
         for branch, prefix in self.BRANCHES.items():
-            layers = [layer for name, layer in model.incep1.named_children() if name.startswith(prefix)]
-            self.slices[branch], start = slice(start, start + layers[-1].out_channels), start + layers[-1].out_channels
+            width = [layer for name, layer in model.incep1.named_children() if name.startswith(prefix)][-1].out_channels
+            self.channels[branch], start = torch.arange(start, start + width), start + width
 
     def knockouts(self):
-        def zero(channels):
-            def hook(block, inputs, output):
-                output = output.clone()
-                output[:, channels] = 0
-                return output
-
-            return hook
-
-        return {branch: zero(channels) for branch, channels in self.slices.items()}
-
-    def label(self, part):
-        return f"without {part}"
+        return {
+            branch: lambda block, inputs, output, c=c: output.index_fill(1, c.to(output.device), 0)
+            for branch, c in self.channels.items()
+        }
 
     def measure(self, loader):
-        energy = {name: 0 for name in self.blocks}
-
-        def add(name):
-            def hook(block, inputs, output):
-                energy[name] = energy[name] + output.float().pow(2).sum(dim=(0, 2, 3))
-
-            return hook
-
-        accuracy(self.model, loader, [(getattr(self.model, name), add(name)) for name in self.blocks])
-        return {name: {b: (e[s].sum() / e.sum()).item() for b, s in self.slices.items()} for name, e in energy.items()}
+        energy = collect(
+            self, (x for x, _ in loader), lambda block, inputs, output: output.float().pow(2).sum((0, 2, 3))
+        )
+        energy = {name: sum(rows) for name, rows in energy.items()}
+        return {
+            name: {b: (e[c].sum() / e.sum()).item() for b, c in self.channels.items()} for name, e in energy.items()
+        }
 
     def multiply_adds(self):
         """{block: {branch: its share of the block's multiply-adds per image}}, counted by models.layer_table."""
@@ -113,20 +97,20 @@ class Inception(Probe):
         return shares
 
     def table(self, knocked, measured):
-        shares, wheres, total = self.multiply_adds(), [*self.blocks, "both"], self.slices["pool"].stop
-        head = f"{'energy ' + ' / '.join(self.blocks):>22}  {'multiply-adds':>15}  zeroed in: "
-        lines = [f"{'branch':<11} {'channels':>8}  {head}" + "  ".join(f"{w:>7}" for w in wheres)]
-        for b, s in self.slices.items():
+        shares, wheres, total = self.multiply_adds(), [*self.blocks, "both"], sum(map(len, self.channels.values()))
+        head = f"{'branch':<11} {'channels':>8}  {'energy ' + ' / '.join(self.blocks):>22}  {'multiply-adds':>15}"
+        lines = [f"{head}  zeroed in: " + "  ".join(f"{w:>7}" for w in wheres)]
+        for b, c in self.channels.items():
             energy = " / ".join(f"{100 * measured[block][b]:.1f}%" for block in self.blocks)
             madds = " / ".join(f"{100 * shares[block][b]:.0f}%" for block in self.blocks)
             knocks = "  ".join(f"{knocked[b, w]:>6.2f}%" for w in wheres)
-            lines.append(f"{b:<11} {s.stop - s.start:>5}/{total}  {energy:>22}  {madds:>15}  {'':>10} {knocks}")
+            lines.append(f"{b:<11} {len(c):>5}/{total}  {energy:>22}  {madds:>15}  {'':>10} {knocks}")
         return lines
 
     def panels(self, digit):
         """One row: the digit as each branch of the first block passes it on."""
         _, out = seen(self, digit)["incep1"]
-        return [[(f"incep1 {b}\n{s.stop - s.start} channels", out[s]) for b, s in self.slices.items()]]
+        return [[(f"incep1 {b}\n{len(c)} channels", out[c.to(out.device)]) for b, c in self.channels.items()]]
 
 
 class Residual(Probe):
@@ -137,7 +121,6 @@ class Residual(Probe):
     blocks = ("res1", "res2")
 
     def watch(self):
-        self.fx = {}
         return [
             (layer, lambda layer, inputs, output, block=block: self.fx.update({block: output}))
             for block in (getattr(self.model, name) for name in self.blocks)
@@ -151,18 +134,11 @@ class Residual(Probe):
         }
 
     def measure(self, loader):
-        found = {name: [] for name in self.blocks}
+        def ratio_and_cosine(block, inputs, output):
+            x, fx = inputs[0].flatten(1).float(), self.fx[block].flatten(1).float()
+            return torch.stack([fx.norm(dim=1) / x.norm(dim=1).clamp_min(1e-12), F.cosine_similarity(fx, x, dim=1)])
 
-        def keep(name):
-            def hook(block, inputs, output):
-                x, fx = inputs[0].flatten(1).float(), self.fx[block].flatten(1).float()
-                ratio = fx.norm(dim=1) / x.norm(dim=1).clamp_min(1e-12)
-                found[name].append(torch.stack([ratio, F.cosine_similarity(fx, x, dim=1)]))
-
-            return hook
-
-        blocks = [(getattr(self.model, name), keep(name)) for name in self.blocks]
-        accuracy(self.model, loader, [*self.watch(), *blocks])
+        found = collect(self, (images for images, _ in loader), ratio_and_cosine)
         return {name: torch.cat(rows, dim=1).median(dim=1).values.tolist() for name, rows in found.items()}
 
     def table(self, knocked, measured):
@@ -186,7 +162,7 @@ class Residual(Probe):
 PROBES = {"InceptionNet": Inception, "ResidualNet": Residual}
 
 
-# --- the steps the probes share: hooks, the accuracy count, the knock-outs, one digit's pass ------------------------
+# --- the steps the probes share: hooks, the accuracy count, the knock-outs, what the blocks see ---------------------
 
 
 @contextlib.contextmanager
@@ -227,16 +203,20 @@ def look(probe, loader):
 
 
 @torch.no_grad()
+def collect(probe, batches, measure):
+    """{block: [measure(block, inputs, output) for each batch of images]}, the probe's watch on."""
+    found = {name: [] for name in probe.blocks}
+    keep = [(getattr(probe.model, n), lambda *call, n=n: found[n].append(measure(*call))) for n in probe.blocks]
+    with hooked([*probe.watch(), *keep]):
+        for images in batches:
+            probe.model(images)
+    return found
+
+
 def seen(probe, digit):
     """{block: (its input, its output)} for one digit, the probe's watch on."""
-    found = {}
-    keep = [
-        (getattr(probe.model, name), lambda b, i, o, name=name: found.update({name: (i[0][0], o[0])}))
-        for name in probe.blocks
-    ]
-    with hooked([*probe.watch(), *keep]):
-        probe.model(digit)
-    return found
+    found = collect(probe, [digit], lambda block, inputs, output: (inputs[0][0], output[0]))
+    return {name: rows[0] for name, rows in found.items()}
 
 
 # --- the run, the figures and the command -----------------------------------------------------------------------------
@@ -299,11 +279,8 @@ def tiles(maps):
     """(C, H, W) feature maps as one picture: 4 rows of maps, a blank line between them."""
     c, h, w = maps.shape
     columns = -(-c // 4)
-    grid = torch.full((4 * (h + 1), columns * (w + 1)), float("nan"))
-    for i, m in enumerate(maps.float().cpu()):
-        top, left = (i // columns) * (h + 1), (i % columns) * (w + 1)
-        grid[top : top + h, left : left + w] = m
-    return grid.numpy()
+    grid = F.pad(maps.float().cpu(), (0, 1, 0, 1, 0, 4 * columns - c), value=float("nan"))
+    return grid.view(4, columns, h + 1, w + 1).permute(0, 2, 1, 3).reshape(4 * (h + 1), columns * (w + 1)).numpy()
 
 
 def draw(probe, digit, label, title, intact, knocked):
@@ -328,7 +305,7 @@ def draw(probe, digit, label, title, intact, knocked):
     axes["bars"].axhline(intact, color="0.3", linestyle="--", label=f"intact: {intact:.2f}%")
     axes["bars"].set(
         xticks=range(len(parts)),
-        xticklabels=[probe.label(part) for part in parts],
+        xticklabels=[probe.LABEL.format(part) for part in parts],
         ylabel="test accuracy (%)",
         ylim=(low, 100 + 0.18 * (100 - low)),
         title=title,
@@ -416,10 +393,7 @@ def main(argv=None):
         digit, label = normalize(test_loader.images[args.index : args.index + 1]), int(test_loader.labels[args.index])
         fig = draw(probe, digit, label, f"{net} of {folder}: knock-outs", intact, knocked)
     for figure, name in ((fig, "inside.png"), (mistakes, "mistakes.png")):
-        try:
-            figures.save(figure, os.path.join(folder, name))
-        except OSError as e:
-            raise SystemExit(f"error: cannot write {os.path.join(folder, name)}: {e.strerror or e}") from None
+        figures.save(figure, os.path.join(folder, name))
     plt.close(mistakes)
     print(f"mistakes: {len(found[1])} of {total:,} test images wrong; {os.path.join(folder, 'mistakes.png')}")
     print(f"figure: {os.path.join(folder, 'inside.png')}")

@@ -3,13 +3,11 @@
     python skip_connection.py                        # 1, 2, 5, 10 and 20 blocks, one epoch each (minutes on a CPU)
     python skip_connection.py --depths 10,20 --epochs 2 --device cuda
 
-The lecture says that a deep stack of plain layers stops learning because the gradient shrinks on its way
-back through them, and that the block's `x + F(x)` fixes it: its gradient is 1 + dF/dx, never much below 1.
-Here the lecture's first convolution and pooling are followed by DEPTH of its ResidualBlock(16), or of the
-same block without `+ x` (PlainBlock, which differs in that one line), and a linear layer. Each pair of
-nets starts from the same weights and sees the same batches. Printed: per depth and variant, the gradient
-norm reaching the first and the last block (at the first SGD step, and its mean over the first epoch), the
-last training loss and the test accuracy; drawn: the same in one figure (--out; a new name each run).
+The lecture says that a deep stack of plain layers stops learning because the gradient shrinks on its way back
+through them, and that the block's `x + F(x)` fixes it: its gradient is 1 + dF/dx, never much below 1. Here the
+lecture's first convolution and pooling are followed by DEPTH of its ResidualBlock(16), or of the same block without
+`+ x` (PlainBlock), and a linear layer; each pair starts from the same weights and sees the same batches. Printed and
+drawn (--out; a new name each run): the gradient norm reaching each block, the training loss and the test accuracy.
 """
 
 import argparse
@@ -27,6 +25,7 @@ from data import mnist_loaders
 from helpers import device as devices
 from helpers import figures, flags
 from models import ResidualBlock
+from train_resnet import test  # the lesson's own
 
 # The lecture's hyperparameters; the depths are this experiment's.
 DEPTHS = "1,2,5,10,20"  # numbers of blocks stacked, comma-separated
@@ -100,33 +99,20 @@ def train(model, loader, optimizer, epochs):
     return norms.cpu(), losses
 
 
-@torch.inference_mode()
-def test(model, loader):
-    model.eval()
-    correct = sum((model(images).argmax(dim=1) == labels).sum() for images, labels in loader)
-    return 100 * int(correct) / len(loader.labels)
-
-
 def measure(depths, epochs, device, data_dir, log=print):
     """results[(variant, depth)] = dict(first_step, epoch_mean, losses, accuracy), each pair from the same start."""
-    memory_format = devices.memory_format(device)
     train_loader, test_loader = mnist_loaders(data_dir, BATCH_SIZE, device, seed=SEED)
     results = {}
     for depth in depths:
         for variant, block in (("residual", ResidualBlock), ("plain", PlainBlock)):
             torch.manual_seed(SEED)  # the same initial weights for both variants: the blocks have the same layers
             train_loader.generator.manual_seed(SEED)  # and the same batches in the same order
-            model = Stack(block, depth).to(device, memory_format=memory_format)
+            model = Stack(block, depth).to(device, memory_format=devices.memory_format(device))
             optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
             norms, losses = train(model, train_loader, optimizer, epochs)
-            result = dict(
-                first_step=norms[0].tolist(),
-                epoch_mean=norms.mean(dim=0).tolist(),
-                losses=losses,
-                accuracy=test(model, test_loader),
-            )
-            results[(variant, depth)] = result
-            log(row(depth, variant, result))
+            results[variant, depth] = r = {"first_step": norms[0].tolist(), "epoch_mean": norms.mean(dim=0).tolist()}
+            r.update(losses=losses, accuracy=test(model, device, test_loader))
+            log(row(depth, variant, r))
     return results
 
 
@@ -149,36 +135,22 @@ def plot(results, loss_every):
     """The skip-connection experiment: results[(variant, depth)] = dict(first_step, epoch_mean, losses, accuracy)."""
     depths = sorted({depth for _, depth in results})
     deepest = depths[-1]
-    colors = {"residual": "tab:blue", "plain": "tab:red"}
     fig, (norms, loss, accuracy) = plt.subplots(1, 3, figsize=(15, 4.4))
-    for variant, color in colors.items():
-        found = results.get((variant, deepest))
-        if found is None:
-            continue
-        blocks = range(1, deepest + 1)
+    for variant, color in (("residual", "tab:blue"), ("plain", "tab:red")):
+        found, blocks = results[variant, deepest], range(1, deepest + 1)
         # A gradient of exactly 0 has no place on a log scale: left out (a gap in the line).
         first, mean = ([g if g > 0 else float("nan") for g in found[key]] for key in ("first_step", "epoch_mean"))
         norms.plot(blocks, first, marker="o", color=color, label=f"{variant}, first step")
         norms.plot(blocks, mean, marker=".", ls="--", color=color, label=f"{variant}, mean over epoch 1")
         loss.plot(*zip(*found["losses"]), color=color, label=f"{variant}, {deepest} blocks")
-        accuracy.plot(
-            depths, [results[(variant, d)]["accuracy"] for d in depths], marker="o", color=color, label=variant
-        )
-    norms.set(
-        yscale="log",
-        xlabel="block (1 = nearest the input)",
-        ylabel="gradient norm of the block's weights",
-        title=f"gradients reaching each of {deepest} blocks",
-    )
+        accuracy.plot(depths, [results[variant, d]["accuracy"] for d in depths], marker="o", color=color, label=variant)
+    norms.set(yscale="log", xlabel="block (1 = nearest the input)", ylabel="gradient norm of the block's weights")
+    norms.set_title(f"gradients reaching each of {deepest} blocks")
     norms.xaxis.set_major_locator(MaxNLocator(integer=True))
-    loss.set(
-        xlabel="SGD step",
-        ylabel=f"training loss (mean of {loss_every} batches)",
-        title=f"training loss, {deepest} blocks",
-    )
-    accuracy.set(
-        xscale="log", xlabel="blocks", ylabel="test accuracy (%)", title="test accuracy against depth", ylim=(0, 100)
-    )
+    loss.set(xlabel="SGD step", ylabel=f"training loss (mean of {loss_every} batches)")
+    loss.set_title(f"training loss, {deepest} blocks")
+    accuracy.set(xscale="log", xlabel="blocks", ylabel="test accuracy (%)", ylim=(0, 100))
+    accuracy.set_title("test accuracy against depth")
     accuracy.set_xticks(depths, [str(d) for d in depths])
     accuracy.minorticks_off()
     for ax in (norms, loss, accuracy):
@@ -237,14 +209,12 @@ def main(argv=None):
     try:
         results = measure(depths, args.epochs, args.device, args.data_dir, log=lambda line: print(line, flush=True))
         fig = plot(results, LOSS_EVERY)
-        figures.save(fig, args.out)
+        figures.save(fig, args.out, "--out")
     except (RuntimeError, MemoryError) as e:
         if not devices.is_out_of_memory(e):
             raise
         cpu = "" if args.device.type == "cpu" else ", or --device cpu"
         raise SystemExit(f"error: out of memory on {args.device}: try fewer --depths{cpu}") from None
-    except OSError as e:
-        raise SystemExit(f"error: cannot write {args.out}: {e.strerror or e}. Pick another path with --out.") from None
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         raise SystemExit(130) from None

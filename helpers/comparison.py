@@ -141,9 +141,6 @@ def main(argv=None):
         for name, row, h in zip(names, rows, runs.values())
     ]
     fig = figures.plot(dict(zip(labels, runs.values())), "test accuracy per epoch", everyone)
-    try:
-        figures.save(fig, args.output)
-    except OSError as e:
-        raise SystemExit(f"error: cannot write {args.output}: {e.strerror or e}; pick another path with -o") from None
+    figures.save(fig, args.output, "-o")
     print(f"{len(runs)} run{'s' * (len(runs) != 1)} compared: {args.output}")
     figures.show(fig, args.no_show)

@@ -47,10 +47,15 @@ def check_format(parser, flag, path):
         parser.error(f"{flag} {path}: matplotlib cannot write that kind of file; use .png, .svg or .pdf")
 
 
-def save(fig, path):
-    """Write fig to path (.png, .svg, .pdf, ...), whole; its folder is made if missing."""
-    os.makedirs(os.path.dirname(path) or os.curdir, exist_ok=True)
-    store.write(path, to_bytes(fig, file_format(path)))
+def save(fig, path, flag=None):
+    """Write fig to path (.png, .svg, .pdf, ...), whole; its folder is made if missing. A path that cannot be written
+    (a full disk, a folder it may not write in) ends the command in one line, naming the flag that picks another."""
+    try:
+        os.makedirs(os.path.dirname(path) or os.curdir, exist_ok=True)
+        store.write(path, to_bytes(fig, file_format(path)))
+    except OSError as e:
+        fix = f"; pick another with {flag}" if flag else ""
+        raise SystemExit(f"error: cannot write {path}: {e.strerror or e}{fix}") from None
 
 
 def in_kernel():
