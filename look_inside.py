@@ -28,7 +28,7 @@ import models
 from data import mnist_loaders, normalize
 from helpers import device as devices
 from helpers import figures, flags, record
-from helpers.mnist import one_line
+from helpers.store import one_line
 
 RUNS = "runs"
 MISTAKES_SHOWN = 48  # the most confident mistakes drawn in mistakes.png

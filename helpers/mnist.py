@@ -20,6 +20,9 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import torch
 
+from . import store
+from .store import one_line
+
 # Seconds a download may wait on a silent network before it gives up.
 DOWNLOAD_TIMEOUT = 10
 # Seconds the mirrors are given to answer before the download starts with the quickest (see fastest_first).
@@ -121,12 +124,6 @@ def read_idx(path, magic, ndim):
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).view(*dims)
 
 
-def one_line(error):
-    """The last non-empty line of an exception's message (torchvision's download errors span many)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
-
-
 def fastest_first(mirrors):
     """The mirrors in the order they answer a request for one small file, all asked at once; a mirror that has not
     answered within PROBE_TIMEOUT seconds comes after, in the order given. In mainland China the first mirror is often
@@ -150,11 +147,7 @@ def download(data_dir):
     MD5; or a DataError that names the mirrors, to fetch the files by hand."""
     from torchvision import datasets
 
-    # The folders the download will make, innermost first: a failed download leaves none of them behind.
-    made, path = [], os.path.abspath(raw_folder(data_dir))
-    while not os.path.isdir(path):
-        made.append(path)
-        path = os.path.dirname(path)
+    made = store.missing(os.path.abspath(raw_folder(data_dir)))  # a failed download leaves none of them behind
     # urllib waits forever on a silent network otherwise.
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
@@ -169,11 +162,7 @@ def download(data_dir):
         # Downloaded, but torchvision could not read it: read_idx says why.
         if all(find(data_dir, name) for name, _, _ in FILES):
             return
-        for path in made:
-            try:
-                os.rmdir(path)
-            except OSError:
-                break
+        store.remove_empty(made)
         # Older torchvision prints each mirror's error on stdout, and raises only "Error downloading ...".
         printed = [line.strip() for line in said.getvalue().splitlines() if "error" in line.lower()]
         why = one_line(e) + (f": {printed[-1]}" if printed and printed[-1] not in one_line(e) else "")

@@ -111,7 +111,7 @@ class Run:
         signal.signal(signal.SIGTERM, self.handler)
         done = len(self.history)
         if self.folder and not done:
-            store.remove_folder(self.folder, self.made)
+            store.remove_empty([self.folder, *self.made])
         if kind is None:
             return False
         kept, code = f"{resume.epochs(done)} saved in {self.folder}{os.sep}" if done else "nothing was saved", 1

@@ -16,9 +16,7 @@ class SaveError(Exception):
 
 def make_folder(base):
     """(the first of base, base-2, base-3, ... that this call creates, the folders above it that it had to make)."""
-    made, above = [], os.path.dirname(os.path.abspath(base))
-    while not os.path.isdir(above):
-        made, above = [*made, above], os.path.dirname(above)
+    made = missing(os.path.dirname(os.path.abspath(base)))
     os.makedirs(os.path.dirname(base) or os.curdir, exist_ok=True)
     for path in itertools.chain([base], (f"{base}-{n}" for n in itertools.count(2))):
         with contextlib.suppress(FileExistsError):
@@ -26,10 +24,18 @@ def make_folder(base):
             return path, made
 
 
-def remove_folder(path, made):
-    """Remove a run's folder that holds nothing, and the empty folders make_folder made above it."""
+def missing(path):
+    """The folders of an absolute path that do not exist yet, innermost first."""
+    made = []
+    while not os.path.isdir(path):
+        made, path = [*made, path], os.path.dirname(path)
+    return made
+
+
+def remove_empty(folders):
+    """Remove each folder in turn, up to the first that holds something (a run's folder, then those made above it)."""
     with contextlib.suppress(OSError):
-        for folder in [path, *made]:
+        for folder in folders:
             os.rmdir(folder)
 
 
@@ -77,6 +83,13 @@ def load(path):
         if missing:
             raise KeyError(f"it has no {', '.join(sorted(missing))}")
     except Exception as e:
-        why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise SystemExit(f"error: cannot resume: {path} is damaged or truncated ({why}); it was left as is") from None
+        raise SystemExit(
+            f"error: cannot resume: {path} is damaged or truncated ({one_line(e)}); it was left as is"
+        ) from None
     return state
+
+
+def one_line(error):
+    """The last non-empty line of an exception's message (torchvision's download errors span many)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
