@@ -90,12 +90,8 @@ def diff(folders):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="compare.py", description="Compare runs by what differs between them.")
     parser.add_argument("folders", nargs="*", help=f"run folders (with a metrics.csv); none: every run under {RUNS}/")
-    parser.add_argument(
-        "-o",
-        "--output",
-        default=os.path.join(RUNS, "comparison.png"),
-        help="the figure: .png, .svg or .pdf (default: %(default)s)",
-    )
+    output = os.path.join(RUNS, "comparison.png")
+    parser.add_argument("-o", "--output", default=output, help=f"the figure: .png, .svg or .pdf (default: {output})")
     parser.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"), help="print the lines of code that differ")
     parser.add_argument("--no-show", action="store_true", help="only save the figure, never show it")
     args = parser.parse_args(flags.command_line() if argv is None else [str(word) for word in argv])
@@ -114,17 +110,14 @@ def main(argv=None):
         except ValueError as e:
             print(f"warning: {e}; {folder} is left out", file=sys.stderr)
     if not runs:
-        raise SystemExit(
-            "error: no run could be read"
-            if found
-            else f"error: no runs under {RUNS}{os.sep} to compare:"
-            " train one first (python train_resnet.py), or name the run folders"
+        where = (
+            f"no runs under {RUNS}{os.sep} to compare: train one first (python train_resnet.py), or name the folders"
         )
+        raise SystemExit(f"error: {'no run could be read' if found else where}")
     described = versions([describe(folder) for folder in runs])
     differ, shared = differences(described)
     rows = [", ".join(items[k] for k in differ if k in items) for items in described]
-    known = next((items for items in described if items), {})
-    common = ", ".join(known[k] for k in shared if not k.startswith("code "))
+    common = ", ".join(next(filter(None, described), {})[k] for k in shared if not k.startswith("code "))
     everyone = f"shared by all runs{'' if all(described) else ' whose settings are known'}: {common}" if common else ""
     width = max(len("run"), *map(len, runs))
     print(f"{'run':<{width}}  {'epochs':>6} {'final':>8} {'best (epoch)':>14}  differs")
@@ -136,10 +129,8 @@ def main(argv=None):
         print(everyone)
     names = [os.path.basename(f) for f in runs]
     names = names if len(set(names)) == len(names) else list(runs)
-    labels = [
-        f"{name}: {row} ({h[-1][2]:.2f}%)" if row else f"{name} ({h[-1][2]:.2f}%)"
-        for name, row, h in zip(names, rows, runs.values())
-    ]
+    labels = [f"{name}: {row}" if row else name for name, row in zip(names, rows)]
+    labels = [f"{label} ({h[-1][2]:.2f}%)" for label, h in zip(labels, runs.values())]
     fig = figures.plot(dict(zip(labels, runs.values())), "test accuracy per epoch", everyone)
     figures.save(fig, args.output, "-o")
     print(f"{len(runs)} run{'s' * (len(runs) != 1)} compared: {args.output}")
