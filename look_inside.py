@@ -286,31 +286,21 @@ def tiles(maps):
 def draw(probe, digit, label, title, intact, knocked):
     """The knock-out accuracies as bars, and below them the probe's panels: the digit as each part sees it."""
     panels = probe.panels(digit)
-    columns = len(panels[0]) + 1
-    fig, axes = plt.subplot_mosaic(
-        [["bars"] * columns] + [[f"digit{r}", *(f"{r}.{c}" for c in range(columns - 1))] for r in range(len(panels))],
-        figsize=(2.3 * columns, 3.6 + 2.3 * len(panels)),
-        height_ratios=[1.6] + [1] * len(panels),
-    )
-    parts, wheres = list(dict.fromkeys(part for part, _ in knocked)), [*probe.blocks, "both"]
-    low = max(0, 10 * math.floor((min(knocked.values()) - 5) / 10))  # zoomed in where the bars differ
-    for i, where in enumerate(wheres):
-        bars = axes["bars"].bar(
-            [p + (i - 1) * 0.27 for p in range(len(parts))],
-            [knocked[part, where] for part in parts],
-            0.27,
-            label=f"knocked out in {where}",
+    columns, rows = len(panels[0]) + 1, len(panels)
+    grid = [["bars"] * columns] + [[f"digit{r}", *(f"{r}.{c}" for c in range(columns - 1))] for r in range(rows)]
+    fig, axes = plt.subplot_mosaic(grid, figsize=(2.3 * columns, 3.6 + 2.3 * rows), height_ratios=[1.6] + [1] * rows)
+    bars, parts = axes.pop("bars"), list(dict.fromkeys(part for part, _ in knocked))
+    for i, where in enumerate([*probe.blocks, "both"]):
+        heights = [knocked[part, where] for part in parts]
+        drawn = bars.bar(
+            [p + (i - 1) * 0.27 for p in range(len(parts))], heights, 0.27, label=f"knocked out in {where}"
         )
-        axes["bars"].bar_label(bars, fmt="%.2f", fontsize=6)
-    axes["bars"].axhline(intact, color="0.3", linestyle="--", label=f"intact: {intact:.2f}%")
-    axes["bars"].set(
-        xticks=range(len(parts)),
-        xticklabels=[probe.LABEL.format(part) for part in parts],
-        ylabel="test accuracy (%)",
-        ylim=(low, 100 + 0.18 * (100 - low)),
-        title=title,
-    )
-    axes["bars"].legend(fontsize=7, loc="upper center", ncol=4)
+        bars.bar_label(drawn, fmt="%.2f", fontsize=6)
+    bars.axhline(intact, color="0.3", linestyle="--", label=f"intact: {intact:.2f}%")
+    low = max(0, 10 * math.floor((min(knocked.values()) - 5) / 10))  # zoomed in where the bars differ
+    bars.set(xticks=range(len(parts)), xticklabels=[probe.LABEL.format(part) for part in parts], title=title)
+    bars.set(ylabel="test accuracy (%)", ylim=(low, 100 + 0.18 * (100 - low)))
+    bars.legend(fontsize=7, loc="upper center", ncol=4)
     axes["digit0"].imshow(digit[0, 0].cpu().numpy(), cmap="gray_r")
     axes["digit0"].set_title(f"test digit: {label}", fontsize=8)
     for r, row in enumerate(panels):
@@ -318,8 +308,7 @@ def draw(probe, digit, label, title, intact, knocked):
             axes[f"{r}.{c}"].imshow(tiles(maps), cmap="viridis")
             axes[f"{r}.{c}"].set_title(name, fontsize=8)
     for ax in axes.values():
-        if ax is not axes["bars"]:
-            ax.axis("off")
+        ax.axis("off")
     fig.tight_layout()
     return fig
 
