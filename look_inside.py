@@ -14,7 +14,6 @@ the most confident first.
 import argparse
 import contextlib
 import glob
-import json
 import math
 import os
 import sys
@@ -234,7 +233,7 @@ def newest_run(root=RUNS):
 
 
 def load_run(folder):
-    """(net name, the net with model.pt's weights on the CPU, the run's settings) or a one-line refusal."""
+    """(net name, the net with model.pt's weights on the CPU, the run's record of what ran) or a one-line refusal."""
     path = os.path.join(folder, "model.pt")
     if not os.path.isdir(folder):
         what = "is a file, not" if os.path.exists(folder) else "does not exist: name"
@@ -243,31 +242,26 @@ def load_run(folder):
         raise SystemExit(
             f"error: {folder} has no model.pt: it is not a run that finished an epoch. Name another, or train one."
         )
-    try:  # a record for people, read for the run's data folder and image count: the run goes on without it
-        with open(os.path.join(folder, "settings.json"), encoding="utf-8") as f:
-            settings = json.load(f)
-    except (OSError, ValueError):
-        settings = {}
+    try:  # its data folder, its test images, its models.py; without a checkpoint.pt, the scripts' and models.py
+        saved = torch.load(os.path.join(folder, "checkpoint.pt"), map_location="cpu", weights_only=True)["record"]
+    except Exception:
+        saved = {}
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
         net = "InceptionNet" if "incep1.branch1x1.weight" in weights else "ResidualNet"
-        model = getattr(run_models(folder), net)()
+        model = getattr(run_models(folder, saved.get("code", {}).get("models.py")), net)()
         model.load_state_dict(weights)
     except Exception as e:
         raise SystemExit(
             f"error: {path} is damaged or not the weights of a lecture-11 net ({one_line(e)}). Name another run."
         ) from None
-    return net, model, settings
+    return net, model, saved
 
 
-def run_models(folder):
-    """models.py as the run trained with it (its checkpoint.pt keeps the text) where the file has changed since, as
-    after the README's ResidualBlock edit, said in a note; else models.py as it is."""
-    try:
-        code = torch.load(os.path.join(folder, "checkpoint.pt"), weights_only=True)["record"]["code"]["models.py"]
-    except Exception:  # no checkpoint.pt, or a net that came from another file: models.py as it is
-        return models
-    if code == record.source(models.__file__):
+def run_models(folder, code):
+    """models.py as the run trained with it (code, from its checkpoint.pt) where the file has changed since, as after
+    the README's ResidualBlock edit, said in a note; else models.py as it is."""
+    if code is None or code == record.source(models.__file__):
         return models
     print(f"note: models.py changed since {folder} ran; its net is built from the models.py it trained with")
     module = types.ModuleType("models")
@@ -361,14 +355,14 @@ def main(argv=None):
     args = parser.parse_args(sys.argv[1:] if argv is None else [str(a) for a in argv])
     flags.check_device(parser, args.device)
     folder = os.path.normpath(args.folder) if args.folder else newest_run()
-    net, model, settings = load_run(folder)
+    net, model, saved = load_run(folder)
     device = devices.pick_device(args.device)
     # The run's own data folder, else the scripts' default.
-    _, test_loader = mnist_loaders(args.data_dir or settings.get("flags", {}).get("data_dir", "data"), 64, device)
+    _, test_loader = mnist_loaders(args.data_dir or saved.get("flags", {}).get("data_dir", "data"), 64, device)
     total = len(test_loader.labels)
     if not 0 <= args.index < total:
         parser.error(f"--index must be from 0 to {total - 1}, got {args.index}")
-    if (tested := settings.get("data", {}).get("test_images", total)) != total:
+    if (tested := saved.get("data", {}).get("test_images", total)) != total:
         print(f"note: the run was tested on {tested:,} images; this data has {total:,} (--data-dir)")
     # In the memory format the run tested it in: the counts match the run's own test() to the image.
     probe = PROBES[net](model.to(device, memory_format=devices.memory_format(device)))
