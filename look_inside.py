@@ -368,8 +368,7 @@ def main(argv=None):
     probe = PROBES[net](model.to(device, memory_format=devices.memory_format(device)))
     intact, knocked, measured = look(probe, test_loader)
     print(f"{net} of {folder}{os.sep}, on {total:,} test images: intact {intact:.2f}%")
-    for line in [*probe.table(knocked, measured), CAVEAT]:
-        print(line)
+    print(*probe.table(knocked, measured), CAVEAT, sep="\n")
     found = find_mistakes(model.eval(), test_loader)
     with plt.rc_context(figures.fonts()):  # a run folder with a Chinese name
         mistakes = plot_mistakes(*found, total, f"{net} of {folder}")

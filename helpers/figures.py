@@ -1,6 +1,7 @@
 """The figures: test accuracy per epoch for one run (accuracy.png) or many (compare.py); show(), which shows a figure
 where this Python can (a window, a notebook, an IDE's plot pane); save(), which writes one whole."""
 
+import contextlib
 import io
 import math
 import os
@@ -74,11 +75,8 @@ def show(fig, no_show=False):
     if not no_show and (window or ((backend.startswith("module://") or inline) and (not inline or in_kernel()))):
         if window and not matplotlib.is_interactive():
             print("the plot is open in a window: close it to end the script (--no-show skips it)")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):  # a window closed with Ctrl-C: the figure's file is written
             plt.show()
-        except KeyboardInterrupt:
-            # The window closed with Ctrl-C: the figure's file is written already.
-            pass
     plt.close(fig)
 
 
@@ -104,10 +102,7 @@ def plot(runs, title, footnote=""):
         pad = max(0.5, 0.1 * (max(accuracies) - min(accuracies)))
         ylim = (max(0.0, min(accuracies) - pad), min(100.0, max(accuracies) + pad))
         ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=title, xlim=(0.5, last + 0.5), ylim=ylim)
-        if last <= 12:
-            ax.set_xticks(range(1, last + 1))
-        else:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=12, integer=True, min_n_ticks=1))  # every epoch up to 12 epochs
         ax.grid(alpha=0.3)
         if len(runs) == 1:
             ax.legend(loc="lower right")
