@@ -109,12 +109,8 @@ def gpu_hint():
         return None
     gpu, _, cap = done.stdout.decode(errors="replace").splitlines()[0].strip().partition(", ")
     capability = tuple(map(int, cap.split("."))) if re.fullmatch(r"\d+\.\d", cap) else None
-    sm = f" (sm_{capability[0]}{capability[1]})" if capability else ""
+    sm = f" (sm_{cap.replace('.', '')})" if capability else ""
+    found = f"nvidia-smi lists {gpu}{sm}, but torch {torch.__version__}"
     if torch.version.cuda is None:
-        return (
-            f"nvidia-smi lists {gpu}{sm}, but torch {torch.__version__} is a CPU-only build; fix: {install(capability)}"
-        )
-    return (
-        f"nvidia-smi lists {gpu}{sm}, but torch {torch.__version__} (built for CUDA {torch.version.cuda}) finds no GPU;"
-        " fix: update the NVIDIA driver (docs/setup.md: An NVIDIA GPU)"
-    )
+        return f"{found} is a CPU-only build; fix: {install(capability)}"
+    return f"{found} (built for CUDA {torch.version.cuda}) finds no GPU; fix: update the NVIDIA driver (docs/setup.md)"
