@@ -33,28 +33,17 @@ def command_line():
 def parse(argv, script, source, constants):
     """(parser, args, typed): the constants as flags, checked; typed holds the flags typed on the command line."""
     helps = {name.lower(): text for name, text in re.findall(r"^([A-Z_]+) = .*?  # (.+)$", source, re.M)}
-    parser = argparse.ArgumentParser(
-        prog=script,
-        description=f"Lecture 11: train a net on MNIST. Each flag overrides"
-        f" the constant of its name at the top of {script}, for one run.",
-    )
+    what = f"Lecture 11: train a net on MNIST. Each flag overrides its constant at the top of {script}, for one run."
+    parser = argparse.ArgumentParser(prog=script, description=what, argument_default=argparse.SUPPRESS)
     for name, value in constants.items():
         how = {"action": argparse.BooleanOptionalAction} if isinstance(value, bool) else {"type": type(value)}
-        parser.add_argument(
-            flag(name), default=argparse.SUPPRESS, help=f"{helps.get(name, '')} (default: {value})", **how
-        )
+        parser.add_argument(flag(name), help=f"{helps.get(name, '')} (default: {value})", **how)
+    resume = "go on with the run in folder RUN from its last saved epoch, with its own settings"
+    parser.add_argument("--resume", metavar="RUN", help=resume)
     parser.add_argument(
-        "--resume",
-        metavar="RUN",
-        default=argparse.SUPPRESS,
-        help="go on with the run in folder RUN from its last saved epoch, with its own settings",
+        "--device", help="auto (CUDA, else Apple's MPS, else the CPU), cpu, cuda, cuda:1, mps (default: auto)"
     )
-    parser.add_argument(
-        "--device",
-        default=argparse.SUPPRESS,
-        help="auto (CUDA, else Apple's MPS, else the CPU), cpu, cuda, cuda:1, mps (default: auto)",
-    )
-    parser.add_argument("--no-show", action="store_true", default=argparse.SUPPRESS, help="never show the plot")
+    parser.add_argument("--no-show", action="store_true", help="never show the plot")
     typed = vars(parser.parse_args(command_line() if argv is None else [str(word) for word in argv]))
     args = argparse.Namespace(**{**constants, "resume": None, "device": "auto", "no_show": False, **typed})
     for name in constants:
