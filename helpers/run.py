@@ -73,34 +73,22 @@ class Run:
         history = [*self.history, (epoch, train_loss, accuracy, train_seconds)]
         generator = getattr(self.train_loader, "generator", None)
         rng = {"torch": torch.get_rng_state(), "loader": None if generator is None else generator.get_state()}
-        state = {
-            "record": self.record,
-            "history": history,
-            "rng": rng,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-        }
+        model, optimizer = self.model.state_dict(), self.optimizer.state_dict()
+        state = {"record": self.record, "history": history, "rng": rng, "model": model, "optimizer": optimizer}
         # checkpoint.pt first: a folder with files always has one to go on from.
         store.save(self.folder, {"checkpoint.pt": lambda: store.tensors(state)}, essential=True)
         self.history = history
         store.save(self.folder, {"model.pt": lambda: store.tensors(state["model"])}, essential=True)
         rows = ["epoch,train_loss,test_accuracy,train_seconds", *("%d,%.6f,%.2f,%.2f" % row for row in history), ""]
-        store.save(
-            self.folder,
-            {
-                "metrics.csv": lambda: "\n".join(rows).encode(),
-                "settings.json": lambda: record.settings_json(self.record, epoch),
-                "accuracy.png": lambda: figures.to_bytes(self.plot(), close=True),
-            },
-        )
+        for_people = {"metrics.csv": lambda: "\n".join(rows).encode()}
+        for_people["settings.json"] = lambda: record.settings_json(self.record, epoch)
+        for_people["accuracy.png"] = lambda: figures.to_bytes(self.plot(), close=True)
+        store.save(self.folder, for_people)
         speed = self.record["data"]["training_images"] / train_seconds
         print(f"epoch {epoch}: test accuracy {accuracy:.2f}%  (train {train_seconds:.1f} s, {speed:.0f} img/s)")
         if epoch == self.args.epochs:
-            best = max(history, key=lambda row: row[2])
-            print(
-                f"final test accuracy {accuracy:.2f}% (best {best[2]:.2f}% at epoch {best[0]});"
-                f" plot: {os.path.join(self.folder, 'accuracy.png')}"
-            )
+            best, plot = max(history, key=lambda row: row[2]), os.path.join(self.folder, "accuracy.png")
+            print(f"final test accuracy {accuracy:.2f}% (best {best[2]:.2f}% at epoch {best[0]}); plot: {plot}")
 
     def __enter__(self):
         self.handler = signal.signal(signal.SIGTERM, terminate)
@@ -120,15 +108,11 @@ class Run:
             message = f"\n{what}: {kept}"
             if 0 < done < self.args.epochs:
                 words = ["--resume", self.folder, "--epochs", str(self.args.epochs)]
-                go_on = (
-                    f"python {self.script} {' '.join(map(flags.quoted, words))}" if self.script else f"main({words})"
-                )
-                message += f"; to go on: {go_on}"
+                typed = f"python {self.script} {' '.join(map(flags.quoted, words))}"
+                message += f"; to go on: {typed if self.script else f'main({words})'}"
         elif device.is_out_of_memory(error):
-            message = (
-                f"error: out of memory on {self.device} with --batch-size {self.args.batch_size}:"
-                f" try a smaller --batch-size; {kept}"
-            )
+            batch = f"--batch-size {self.args.batch_size}"
+            message = f"error: out of memory on {self.device} with {batch}: try a smaller --batch-size; {kept}"
         elif issubclass(kind, FloatingPointError):
             lr = self.optimizer.param_groups[0]["lr"]
             message = f"error: {error}: training diverged; try a smaller learning rate than {lr} (--lr); {kept}"
