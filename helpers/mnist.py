@@ -77,50 +77,41 @@ def read_mnist(data_dir):
                 f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels; they must"
                 " match. Replace the file that belongs to another set."
             )
-        bad = (labels > 9).nonzero()
-        if len(bad):
-            i = int(bad[0])
-            raise DataError(
-                f"{label_path} is damaged: label {int(labels[i])} at position {i} is not a digit 0-9. Replace the file."
-            )
+        if len(wrong := (labels > 9).nonzero()):
+            i = int(wrong[0])
+            raise replace(label_path, f"is damaged: label {int(labels[i])} at position {i} is not a digit 0-9")
         splits.append((images.unsqueeze(1), labels.long()))
     return splits
+
+
+def replace(path, what):
+    """The DataError of a file that is not what it should be: path, what is wrong with it, and the fix."""
+    return DataError(f"{path} {what}. Replace the file.")
 
 
 def read_idx(path, magic, ndim):
     """One file of MNIST's idx format (a .gz one unpacked in memory) as a uint8 tensor, checked on the way."""
     try:
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rb") as f:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
             raw = f.read()
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise DataError(
-            f"{path} is damaged and cannot be unpacked ({one_line(e)}): an interrupted download? Replace the file."
-        ) from e
+        raise replace(path, f"is damaged and cannot be unpacked ({one_line(e)}): an interrupted download?") from e
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror or e}. Check the file and its permissions.") from e
-    if not raw:
-        raise DataError(f"{path} is empty (an interrupted download?). Replace the file.")
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"{path} is truncated: {len(raw)} bytes, too short even for its header. Replace the file.")
-    found = int.from_bytes(raw[:4], "big")
-    if found != magic:
-        what = "image" if ndim == 3 else "label"
-        raise DataError(
-            f"{path} has magic number {found:#010x}, not {magic:#010x}: it is not an MNIST {what} file"
-            " (a file under the wrong name?). Replace it with the real file."
-        )
+        short = f"truncated: {len(raw)} bytes, too short even for its header"
+        raise replace(path, f"is {short}" if raw else "is empty (an interrupted download?)")
+    if (found := int.from_bytes(raw[:4], "big")) != magic:
+        what = f"not an MNIST {'image' if ndim == 3 else 'label'} file (a file under the wrong name?)"
+        raise replace(path, f"has magic number {found:#010x}, not {magic:#010x}: it is {what}")
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + math.prod(dims)
-    if len(raw) != expected:
+    if len(raw) != (expected := header + math.prod(dims)):
         state = "truncated" if len(raw) < expected else "too long"
-        raise DataError(
-            f"{path} is {state}: its header promises {' x '.join(map(str, dims))} bytes of data ({expected} bytes in"
-            f" all), but it has {len(raw)} bytes. Replace the file."
-        )
+        promised = f"{' x '.join(map(str, dims))} bytes of data ({expected} bytes in all)"
+        raise replace(path, f"is {state}: its header promises {promised}, but it has {len(raw)} bytes")
     if ndim == 3 and dims[1:] != [28, 28]:
-        raise DataError(f"{path} holds {dims[1]}x{dims[2]} images; these nets need MNIST's 28x28. Replace the file.")
+        raise replace(path, f"holds {dims[1]}x{dims[2]} images; these nets need MNIST's 28x28")
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).view(*dims)
 
 
