@@ -225,10 +225,8 @@ def newest_run(root=RUNS):
     """The run under root whose model.pt was written last."""
     found = glob.glob(os.path.join(glob.escape(root), "*", "model.pt"))
     if not found:
-        raise SystemExit(
-            f"error: no run under {root}{os.sep} has a model.pt: train one first (python train_resnet.py),"
-            " or name a run's folder"
-        )
+        first = "train one first (python train_resnet.py), or name a run's folder"
+        raise SystemExit(f"error: no run under {root}{os.sep} has a model.pt: {first}")
     return os.path.dirname(max(found, key=os.path.getmtime))
 
 
@@ -252,9 +250,8 @@ def load_run(folder):
         model = getattr(run_models(folder, saved.get("code", {}).get("models.py")), net)()
         model.load_state_dict(weights)
     except Exception as e:
-        raise SystemExit(
-            f"error: {path} is damaged or not the weights of a lecture-11 net ({one_line(e)}). Name another run."
-        ) from None
+        why = f"{path} is damaged or not the weights of a lecture-11 net ({one_line(e)})"
+        raise SystemExit(f"error: {why}. Name another run.") from None
     return net, model, saved
 
 

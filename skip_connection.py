@@ -185,11 +185,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="epochs each net trains")
     parser.add_argument("--device", default="auto", help="auto (CUDA, else Apple's MPS, else the CPU), cpu, cuda, mps")
     parser.add_argument("--data-dir", default=DATA_DIR, help="folder that holds (or receives) MNIST/raw/")
-    parser.add_argument(
-        "--out",
-        default=argparse.SUPPRESS,
-        help=f"the figure (.png, .svg, .pdf); by default {OUT}, or the next free name (skip_connection-2.png, ...)",
-    )
+    out = f"the figure (.png, .svg, .pdf); by default {OUT}, or the next free name (skip_connection-2.png, ...)"
+    parser.add_argument("--out", default=argparse.SUPPRESS, help=out)
     parser.add_argument("--no-show", action="store_true", help="only save the figure, never open a window")
     args = parser.parse_args(argv)
     # An earlier run's figure is kept: its model may have been edited since.

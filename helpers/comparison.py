@@ -36,11 +36,8 @@ def describe(folder):
         with open(path, encoding="utf-8") as f:
             return record.describe(json.load(f))
     except (OSError, ValueError, LookupError, TypeError, AttributeError) as e:
-        print(
-            f"warning: {path} cannot be read ({getattr(e, 'strerror', None) or e}); {folder} is compared by its"
-            " metrics alone",
-            file=sys.stderr,
-        )
+        why = getattr(e, "strerror", None) or e
+        print(f"warning: {path} cannot be read ({why}); {folder} is compared by its metrics alone", file=sys.stderr)
         return {}
 
 
@@ -110,9 +107,7 @@ def main(argv=None):
         except ValueError as e:
             print(f"warning: {e}; {folder} is left out", file=sys.stderr)
     if not runs:
-        where = (
-            f"no runs under {RUNS}{os.sep} to compare: train one first (python train_resnet.py), or name the folders"
-        )
+        where = f"no runs under {RUNS}{os.sep} to compare: train one (python train_resnet.py), or name the folders"
         raise SystemExit(f"error: {'no run could be read' if found else where}")
     described = versions([describe(folder) for folder in runs])
     differ, shared = differences(described)

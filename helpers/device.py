@@ -40,9 +40,9 @@ def unusable():
     capability, archs = torch.cuda.get_device_capability(), torch.cuda.get_arch_list()
     if not archs or any(runs_on(arch, capability) for arch in archs):
         return None
+    gpu = f"{torch.cuda.get_device_name()} is sm_{capability[0]}{capability[1]}"
     return (
-        f"{torch.cuda.get_device_name()} is sm_{capability[0]}{capability[1]}, and torch {torch.__version__} has"
-        f" kernels for {archs[0]}-{archs[-1]} only; fix: {install(capability)}"
+        f"{gpu}, and torch {torch.__version__} has kernels for {archs[0]}-{archs[-1]} only; fix: {install(capability)}"
     )
 
 
@@ -98,9 +98,8 @@ def gpu_hint():
     smi = shutil.which("nvidia-smi") or "nvidia-smi"
     for fields in ("name,compute_cap", "name"):  # drivers before 510 do not know compute_cap
         try:
-            done = subprocess.run(
-                [smi, f"--query-gpu={fields}", "--format=csv,noheader"], capture_output=True, timeout=15
-            )
+            query = [smi, f"--query-gpu={fields}", "--format=csv,noheader"]
+            done = subprocess.run(query, capture_output=True, timeout=15)
         except (OSError, subprocess.SubprocessError):
             return None
         if done.returncode == 0 and done.stdout.strip():

@@ -31,11 +31,8 @@ def load(run, typed):
     vars(run.args).update({name: value for name, value in own.items() if name not in typed})
     done = len(saved["history"])
     if run.args.epochs <= done:
-        refuse(
-            run,
-            f"it has done {done} epoch{'s' * (done != 1)}, and --epochs {run.args.epochs} asks for"
-            f" no more; to go on, ask for more, e.g. --epochs {done + 10}",
-        )
+        more = f"--epochs {run.args.epochs} asks for no more; to go on, ask for more, e.g. --epochs {done + 10}"
+        refuse(run, f"it has done {done} epoch{'s' * (done != 1)}, and {more}")
     return saved, [tuple(row) for row in saved["history"]]
 
 

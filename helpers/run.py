@@ -57,10 +57,8 @@ class Run:
             try:
                 self.folder, self.made = store.make_folder(os.path.normpath(self.args.out_dir))
             except OSError as e:
-                raise SystemExit(
-                    f"error: cannot make a folder for the run at {self.args.out_dir}: {e.strerror or e};"
-                    " pick another --out-dir"
-                ) from None
+                why = f"cannot make a folder for the run at {self.args.out_dir}: {e.strerror or e}"
+                raise SystemExit(f"error: {why}; pick another --out-dir") from None
             print(f"results: {self.folder}{os.sep}")
         net, parameters, images = self.record["net"], self.record["parameters"], self.record["data"]["training_images"]
         print(f"{net}: {parameters:,} parameters, {images:,} training images")

@@ -61,11 +61,8 @@ def save(folder, files, essential=False):
         except OSError as e:
             if essential:
                 raise SaveError(f"could not write {path}: {e.strerror or e}") from None
-            print(
-                f"warning: could not replace {path} ({e.strerror or e}; open in another program?);"
-                " checkpoint.pt holds every epoch",
-                file=sys.stderr,
-            )
+            why = f"{e.strerror or e}; open in another program?"
+            print(f"warning: could not replace {path} ({why}); checkpoint.pt holds every epoch", file=sys.stderr)
 
 
 def tensors(obj):
@@ -83,9 +80,8 @@ def load(path):
         if missing:
             raise KeyError(f"it has no {', '.join(sorted(missing))}")
     except Exception as e:
-        raise SystemExit(
-            f"error: cannot resume: {path} is damaged or truncated ({one_line(e)}); it was left as is"
-        ) from None
+        why = f"{path} is damaged or truncated ({one_line(e)})"
+        raise SystemExit(f"error: cannot resume: {why}; it was left as is") from None
     return state
 
 
