@@ -236,9 +236,9 @@ def test_what_is_not_a_finished_run_is_refused_in_one_line(tmp_path, monkeypatch
 
 
 @pytest.mark.slow
-def test_ctrl_c_is_one_line(runs):
-    process = subprocess.Popen(
-        **script_call("look_inside.py", runs / "inception", "--no-show", "--device", "cpu"),
+def test_ctrl_c_is_one_line(runs, mnist_full):
+    process = subprocess.Popen(  # on the 500 test digits: time to be stopped
+        **script_call("look_inside.py", runs / "inception", "--no-show", "--device", "cpu", "--data-dir", mnist_full),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -85,11 +85,11 @@ def test_ctrl_c_or_a_kill_in_epoch_2_keeps_epoch_1_and_the_printed_command_finis
 
 
 @pytest.mark.slow
-def test_the_printed_command_runs_as_printed_in_a_shell(tmp_path, mnist_dir):
+def test_the_printed_command_runs_as_printed_in_a_shell(tmp_path, mnist_full):
     """Ctrl-C in epoch 2 of a run in a folder named as the course's students name them; the command it prints, pasted
     into a shell (here the system's: sh, or cmd.exe on Windows) with the training Python first on PATH, finishes it."""
     out = tmp_path / "runs" / "my run 实验"
-    returncode, stderr = signal_in_epoch_2(out, signal.SIGINT, mnist_dir)
+    returncode, stderr = signal_in_epoch_2(out, signal.SIGINT, mnist_full)
     command = stderr.split("; to go on: ")[1].strip()
     assert returncode == 130 and command == f'python train_resnet.py --resume "{out}" --epochs 2'
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
@@ -116,9 +116,9 @@ def test_inception_resumed_equals_uninterrupted(mnist_dir, tmp_path):
 
 
 def signal_in_epoch_2(out, how, mnist_dir):
-    """Start a 2-epoch run as a user would, and send it `how` in the middle of its second epoch."""
+    """Start a 2-epoch run on the 2,000 digits as a user would, and send it `how` in the middle of its second epoch."""
     process = start(
-        "train_resnet.py", "--epochs", 2, "--log-every", 10, "--data-dir", mnist_dir, "--out-dir", out, "--no-show"
+        "train_resnet.py", "--epochs", 2, "--log-every", 5, "--data-dir", mnist_dir, "--out-dir", out, "--no-show"
     )
     for line in process.stdout:
         if line.startswith("[2,    10]"):  # 10 of epoch 2's 32 batches are done
@@ -136,16 +136,17 @@ def signal_in_epoch_2(out, how, mnist_dir):
     [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
     + [(kill, -kill, None) for kill in [getattr(signal, "SIGKILL", None)] if kill],
 )
-def test_a_real_signal_in_epoch_2_then_resumed(how, code, what, tmp_path, resnet_2_epochs, mnist_dir):
+def test_a_real_signal_in_epoch_2_then_resumed(how, code, what, tmp_path, mnist_full):
     out = tmp_path / "out"
-    returncode, stderr = signal_in_epoch_2(out, how, mnist_dir)
+    returncode, stderr = signal_in_epoch_2(out, how, mnist_full)
     assert returncode == code and "Traceback" not in stderr
     if what:
         command = f"python train_resnet.py --resume {out} --epochs 2"
         assert stderr.strip() == f"{what}: epoch 1 saved in {out}{os.sep}; to go on: {command}"
     assert len((out / "metrics.csv").read_text().splitlines()) == 2  # the header and epoch 1
-    train(train_resnet, out, "--resume", out, mnist_dir=mnist_dir)
-    assert_same_results(out, resnet_2_epochs)
+    train(train_resnet, out, "--resume", out, mnist_dir=mnist_full)
+    train(train_resnet, tmp_path / "whole", "--epochs", 2, mnist_dir=mnist_full)
+    assert_same_results(out, tmp_path / "whole")
 
 
 def test_the_checkpoint_holds_the_run_and_its_record(saved_run):
