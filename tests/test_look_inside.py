@@ -3,7 +3,6 @@ net left as it was, the figures (inside.png, mistakes.png), and the refusals."""
 
 import shutil
 import signal
-import subprocess
 
 import matplotlib.pyplot as plt
 import pytest
@@ -14,7 +13,7 @@ import look_inside
 import models
 import train_inception
 import train_resnet
-from conftest import ROOT, edited, load_script, run_main, says, script_call, train
+from conftest import ROOT, edited, load_script, run_main, says, start, train
 from data import MEAN, STD, Batches, mnist_loaders
 
 SLICES = {
@@ -237,11 +236,8 @@ def test_what_is_not_a_finished_run_is_refused_in_one_line(tmp_path, monkeypatch
 
 @pytest.mark.slow
 def test_ctrl_c_is_one_line(runs, mnist_full):
-    process = subprocess.Popen(  # on the 500 test digits: time to be stopped
-        **script_call("look_inside.py", runs / "inception", "--no-show", "--device", "cpu", "--data-dir", mnist_full),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    # As from a terminal (Ctrl-C is Python's KeyboardInterrupt even under a shell that ignores it), on 500 test digits.
+    process = start("look_inside.py", runs / "inception", "--no-show", "--device", "cpu", "--data-dir", mnist_full)
     assert process.stdout.readline().startswith("device:")  # loaded, now evaluating
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
