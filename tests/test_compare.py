@@ -11,8 +11,8 @@ from matplotlib import font_manager
 
 import compare as compare_command
 import train_resnet
-from conftest import ROOT, edited, load_module, load_script, run_main, train
-from helpers import comparison, figures
+from conftest import ROOT, edited, load_module, load_script, run_main, says, train
+from helpers import comparison, figures, store
 
 SGD = "torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)"
 EDITS = {  # the learner's edits of the issue that asked for the record, each run once beside unedited runs
@@ -233,6 +233,23 @@ def test_a_run_whose_settings_cannot_be_read_is_compared_by_its_metrics(tmp_path
     assert rows == {str(good): "ResidualNet", str(other): "InceptionNet", str(broken): "-"}
     assert "shared by all runs whose settings are known: 41,514 parameters, SGD" in out
     plt.close(fig)
+
+
+@pytest.mark.parametrize("blocked", ["a file where a folder must be", "the disk is full"])
+def test_a_figure_that_cannot_be_written_is_one_line(blocked, tmp_path, monkeypatch):
+    run, target = write_run(tmp_path / "run", [98.5]), tmp_path / "figures" / "c.png"
+    if blocked == "the disk is full":
+
+        def full(path, data):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(store, "write", full)
+    else:
+        (tmp_path / "figures").write_text("not a folder")
+    code, out, err, _ = compare(run, "-o", target)
+    assert code == 1 and not (target.exists() or (tmp_path / "figures" / "c.png.tmp").exists())
+    says(err, f"error: cannot write {target}: ", "; pick another with -o")
+    assert blocked != "the disk is full" or "No space left on device" in err
 
 
 def test_what_is_not_a_run_is_left_out_and_named(tmp_path, monkeypatch):
