@@ -55,6 +55,7 @@ def save(fig, path, flag=None):
         os.makedirs(os.path.dirname(path) or os.curdir, exist_ok=True)
         store.write(path, to_bytes(fig, file_format(path)))
     except OSError as e:
+        plt.close(fig)  # in a notebook, an open figure would still be drawn under the error
         fix = f"; pick another with {flag}" if flag else ""
         raise SystemExit(f"error: cannot write {path}: {e.strerror or e}{fix}") from None
 

@@ -250,6 +250,7 @@ def test_a_figure_that_cannot_be_written_is_one_line(blocked, tmp_path, monkeypa
     assert code == 1 and not (target.exists() or (tmp_path / "figures" / "c.png.tmp").exists())
     says(err, f"error: cannot write {target}: ", "; pick another with -o")
     assert blocked != "the disk is full" or "No space left on device" in err
+    assert plt.get_fignums() == []  # the figure let go: a notebook would draw it under the error
 
 
 def test_what_is_not_a_run_is_left_out_and_named(tmp_path, monkeypatch):
