@@ -371,9 +371,11 @@ def main(argv=None):
         mistakes = plot_mistakes(*found, total, f"{net} of {folder}")
         digit, label = normalize(test_loader.images[args.index : args.index + 1]), int(test_loader.labels[args.index])
         fig = draw(probe, digit, label, f"{net} of {folder}: knock-outs", intact, knocked)
-    for figure, name in ((fig, "inside.png"), (mistakes, "mistakes.png")):
-        figures.save(figure, os.path.join(folder, name))
-    plt.close(mistakes)
+    try:  # a figure that cannot be written ends the command: neither is left open (a notebook would draw it)
+        for figure, name in ((fig, "inside.png"), (mistakes, "mistakes.png")):
+            figures.save(figure, os.path.join(folder, name))
+    finally:
+        plt.close(mistakes)
     print(f"mistakes: {len(found[1])} of {total:,} test images wrong; {os.path.join(folder, 'mistakes.png')}")
     print(f"figure: {os.path.join(folder, 'inside.png')}")
     figures.show(fig, args.no_show)

@@ -111,7 +111,7 @@ def measure(depths, epochs, device, data_dir, log=print):
             optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
             norms, losses = train(model, train_loader, optimizer, epochs)
             results[variant, depth] = r = {"first_step": norms[0].tolist(), "epoch_mean": norms.mean(dim=0).tolist()}
-            r.update(losses=losses, accuracy=test(model, device, test_loader))
+            r.update(losses=losses, accuracy=test(model.eval(), device, test_loader))
             log(row(depth, variant, r))
     return results
 

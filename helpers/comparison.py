@@ -107,7 +107,8 @@ def main(argv=None):
         except ValueError as e:
             print(f"warning: {e}; {folder} is left out", file=sys.stderr)
     if not runs:
-        where = f"no runs under {RUNS}{os.sep} to compare: train one (python train_resnet.py), or name the folders"
+        first = "train one first (python train_resnet.py), or name the run folders"
+        where = f"no runs under {RUNS}{os.sep} to compare: {first}"
         raise SystemExit(f"error: {'no run could be read' if found else where}")
     described = versions([describe(folder) for folder in runs])
     differ, shared = differences(described)

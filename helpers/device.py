@@ -112,4 +112,5 @@ def gpu_hint():
     found = f"nvidia-smi lists {gpu}{sm}, but torch {torch.__version__}"
     if torch.version.cuda is None:
         return f"{found} is a CPU-only build; fix: {install(capability)}"
-    return f"{found} (built for CUDA {torch.version.cuda}) finds no GPU; fix: update the NVIDIA driver (docs/setup.md)"
+    driver = "fix: update the NVIDIA driver (docs/setup.md: An NVIDIA GPU)"
+    return f"{found} (built for CUDA {torch.version.cuda}) finds no GPU; {driver}"

@@ -56,7 +56,7 @@ def save(fig, path, flag=None):
         store.write(path, to_bytes(fig, file_format(path)))
     except OSError as e:
         plt.close(fig)  # in a notebook, an open figure would still be drawn under the error
-        fix = f"; pick another with {flag}" if flag else ""
+        fix = f"; pick another path with {flag}" if flag else ""
         raise SystemExit(f"error: cannot write {path}: {e.strerror or e}{fix}") from None
 
 
@@ -107,7 +107,7 @@ def plot(runs, title, footnote=""):
         ax.grid(alpha=0.3)
         if len(runs) == 1:
             ax.legend(loc="lower right")
-            fig.subplots_adjust(left=0.1, bottom=0.12, right=0.97, top=0.92)
+            fig.subplots_adjust(left=0.13, bottom=0.12, right=0.97, top=0.92)  # room for "98.25" and the label
         else:
             # Its top half an inch under the axes, below the tick labels and "epoch", whatever the axes' height.
             under = ax.transAxes + ScaledTranslation(0, -0.45, fig.dpi_scale_trans)

@@ -32,7 +32,7 @@ def command_line():
 
 def parse(argv, script, source, constants):
     """(parser, args, typed): the constants as flags, checked; typed holds the flags typed on the command line."""
-    helps = {name.lower(): text for name, text in re.findall(r"^([A-Z_]+) = .*?  # (.+)$", source, re.M)}
+    helps = {name.lower(): text for name, text in re.findall(r"^([A-Z_]+) = .*?\s# ?(.+)$", source, re.M)}
     what = f"Lecture 11: train a net on MNIST. Each flag overrides its constant at the top of {script}, for one run."
     parser = argparse.ArgumentParser(prog=script, description=what, argument_default=argparse.SUPPRESS)
     for name, value in constants.items():

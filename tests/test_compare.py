@@ -248,7 +248,7 @@ def test_a_figure_that_cannot_be_written_is_one_line(blocked, tmp_path, monkeypa
         (tmp_path / "figures").write_text("not a folder")
     code, out, err, _ = compare(run, "-o", target)
     assert code == 1 and not (target.exists() or (tmp_path / "figures" / "c.png.tmp").exists())
-    says(err, f"error: cannot write {target}: ", "; pick another with -o")
+    says(err, f"error: cannot write {target}: ", "; pick another path with -o")
     assert blocked != "the disk is full" or "No space left on device" in err
     assert plt.get_fignums() == []  # the figure let go: a notebook would draw it under the error
 
@@ -319,6 +319,20 @@ def test_a_plot_of_one_epoch_has_whole_epochs_and_stays_under_100_percent():
     fig.canvas.draw()
     assert [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]] == [1.0]
     assert ax.get_ylim()[1] == 100.0 and ax.get_ylim()[0] < 99.9
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("accuracies", [[98.12, 99.05], [12.5, 100.0]])
+def test_one_runs_plot_keeps_every_label_inside_the_figure(accuracies):
+    fig = figures.plot(
+        {"best": [(e, 0.5, a, 1.0) for e, a in enumerate(accuracies, 1)]}, "ResidualNet on MNIST: 99.05%"
+    )
+    fig.canvas.draw()
+    ax, box = fig.axes[0], fig.bbox
+    ticks = [t for t in ax.get_yticklabels() if ax.get_ylim()[0] <= t.get_position()[1] <= ax.get_ylim()[1]]
+    for text in [ax.yaxis.label, ax.xaxis.label, ax.title, *ticks, ax.get_legend()]:
+        extent = text.get_window_extent()
+        assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0 and extent.y1 <= box.y1, text
     plt.close(fig)
 
 
