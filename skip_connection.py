@@ -110,9 +110,13 @@ def measure(depths, epochs, device, data_dir, log=print):
             model = Stack(block, depth).to(device, memory_format=devices.memory_format(device))
             optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
             norms, losses = train(model, train_loader, optimizer, epochs)
-            results[variant, depth] = r = {"first_step": norms[0].tolist(), "epoch_mean": norms.mean(dim=0).tolist()}
-            r.update(losses=losses, accuracy=test(model.eval(), device, test_loader))
-            log(row(depth, variant, r))
+            results[variant, depth] = result = dict(
+                first_step=norms[0].tolist(),
+                epoch_mean=norms.mean(dim=0).tolist(),
+                losses=losses,
+                accuracy=test(model.eval(), device, test_loader),
+            )
+            log(row(depth, variant, result))
     return results
 
 

@@ -113,7 +113,8 @@ def main(argv=None):
     described = versions([describe(folder) for folder in runs])
     differ, shared = differences(described)
     rows = [", ".join(items[k] for k in differ if k in items) for items in described]
-    common = ", ".join(next(filter(None, described), {})[k] for k in shared if not k.startswith("code "))
+    known = next((items for items in described if items), {})
+    common = ", ".join(known[k] for k in shared if not k.startswith("code "))
     everyone = f"shared by all runs{'' if all(described) else ' whose settings are known'}: {common}" if common else ""
     width = max(len("run"), *map(len, runs))
     print(f"{'run':<{width}}  {'epochs':>6} {'final':>8} {'best (epoch)':>14}  differs")

@@ -91,7 +91,7 @@ def plot(runs, title, footnote=""):
     rows = max(label.count("\n") + 1 for label in labels) * math.ceil(len(runs) / columns) + shared.count("\n") + 1
     with plt.rc_context(fonts()):
         size = (6.4, 4.2) if len(runs) == 1 else (11, 4.6 + 0.16 * rows)
-        # One run's legend sits inside: the default margins fit, and drawing takes half the time (each epoch's plot).
+        # One run's legend sits inside the axes, so fixed margins (below) fit: drawn each epoch, in half the time.
         fig, ax = plt.subplots(figsize=size, layout=None if len(runs) == 1 else "constrained")
         for i, (label, history) in enumerate(zip(labels, runs.values())):
             epochs, accuracy = [row[0] for row in history], [row[2] for row in history]

@@ -79,12 +79,12 @@ def read_mnist(data_dir):
             )
         if len(wrong := (labels > 9).nonzero()):
             i = int(wrong[0])
-            raise replace(label_path, f"is damaged: label {int(labels[i])} at position {i} is not a digit 0-9")
+            raise bad_file(label_path, f"is damaged: label {int(labels[i])} at position {i} is not a digit 0-9")
         splits.append((images.unsqueeze(1), labels.long()))
     return splits
 
 
-def replace(path, what):
+def bad_file(path, what):
     """The DataError of a file that is not what it should be: path, what is wrong with it, and the fix."""
     return DataError(f"{path} {what}. Replace the file.")
 
@@ -95,23 +95,23 @@ def read_idx(path, magic, ndim):
         with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
             raw = f.read()
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise replace(path, f"is damaged and cannot be unpacked ({one_line(e)}): an interrupted download?") from e
+        raise bad_file(path, f"is damaged and cannot be unpacked ({one_line(e)}): an interrupted download?") from e
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror or e}. Check the file and its permissions.") from e
     header = 4 + 4 * ndim
     if len(raw) < header:
         short = f"truncated: {len(raw)} bytes, too short even for its header"
-        raise replace(path, f"is {short}" if raw else "is empty (an interrupted download?)")
+        raise bad_file(path, f"is {short}" if raw else "is empty (an interrupted download?)")
     if (found := int.from_bytes(raw[:4], "big")) != magic:
         what = f"not an MNIST {'image' if ndim == 3 else 'label'} file (a file under the wrong name?)"
-        raise replace(path, f"has magic number {found:#010x}, not {magic:#010x}: it is {what}")
+        raise bad_file(path, f"has magic number {found:#010x}, not {magic:#010x}: it is {what}")
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     if len(raw) != (expected := header + math.prod(dims)):
         state = "truncated" if len(raw) < expected else "too long"
         promised = f"{' x '.join(map(str, dims))} bytes of data ({expected} bytes in all)"
-        raise replace(path, f"is {state}: its header promises {promised}, but it has {len(raw)} bytes")
+        raise bad_file(path, f"is {state}: its header promises {promised}, but it has {len(raw)} bytes")
     if ndim == 3 and dims[1:] != [28, 28]:
-        raise replace(path, f"holds {dims[1]}x{dims[2]} images; these nets need MNIST's 28x28")
+        raise bad_file(path, f"holds {dims[1]}x{dims[2]} images; these nets need MNIST's 28x28")
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).view(*dims)
 
 

@@ -78,10 +78,14 @@ class Run:
         self.history = history
         store.save(self.folder, {"model.pt": lambda: store.tensors(state["model"])}, essential=True)
         rows = ["epoch,train_loss,test_accuracy,train_seconds", *("%d,%.6f,%.2f,%.2f" % row for row in history), ""]
-        for_people = {"metrics.csv": lambda: "\n".join(rows).encode()}
-        for_people["settings.json"] = lambda: record.settings_json(self.record, epoch)
-        for_people["accuracy.png"] = lambda: figures.to_bytes(self.plot(), close=True)
-        store.save(self.folder, for_people)
+        store.save(
+            self.folder,
+            {
+                "metrics.csv": lambda: "\n".join(rows).encode(),
+                "settings.json": lambda: record.settings_json(self.record, epoch),
+                "accuracy.png": lambda: figures.to_bytes(self.plot(), close=True),
+            },
+        )
         speed = self.record["data"]["training_images"] / train_seconds
         print(f"epoch {epoch}: test accuracy {accuracy:.2f}%  (train {train_seconds:.1f} s, {speed:.0f} img/s)")
         if epoch == self.args.epochs:
