@@ -4,11 +4,9 @@
     python look_inside.py runs/inception --index 7 --device cpu
 
 The run's own weights meet its own test images, and parts of the net are knocked out one at a time by forward hooks,
-removed afterwards (the lesson's forward() is never changed). InceptionNet: each branch zeroed, in each block and in
-both, beside its channels and its share of the block's output energy and multiply-adds. ResidualNet: each block
-without its skip, relu(F(x)), and without F, relu(x), beside |F(x)| / |x| and cos(F(x), x). inside.png in the run's
-folder draws the knock-outs and one test digit as each part sees it; mistakes.png, the test digits the net gets wrong,
-the most confident first.
+removed afterwards (the lesson's forward() is never changed); each net's probe below says what it knocks out and
+measures. inside.png in the run's folder draws the knock-outs and one test digit as each part sees it; mistakes.png,
+the test digits the net gets wrong, the most confident first.
 """
 
 import argparse
@@ -63,22 +61,19 @@ class Inception(Probe):
     def __init__(self, model):
         super().__init__(model)
         # Each branch's channels in the block's output: torch.cat's order, widths from the branches' last layers.
-        self.channels, start = {}, 0
+        self.channels, start, device = {}, 0, next(model.parameters()).device
         for branch, prefix in self.BRANCHES.items():
             width = [layer for name, layer in model.incep1.named_children() if name.startswith(prefix)][-1].out_channels
-            self.channels[branch], start = torch.arange(start, start + width), start + width
+            self.channels[branch], start = torch.arange(start, start + width, device=device), start + width
 
     def knockouts(self):
-        return {
-            branch: lambda block, inputs, output, c=c: output.index_fill(1, c.to(output.device), 0)
-            for branch, c in self.channels.items()
-        }
+        return {b: lambda block, inputs, output, c=c: output.index_fill(1, c, 0) for b, c in self.channels.items()}
 
     def measure(self, loader):
-        energy = collect(
+        found = collect(
             self, (x for x, _ in loader), lambda block, inputs, output: output.float().pow(2).sum((0, 2, 3))
         )
-        energy = {name: sum(rows) for name, rows in energy.items()}
+        energy = {name: sum(rows) for name, rows in found.items()}  # per channel, summed over the test images
         return {
             name: {b: (e[c].sum() / e.sum()).item() for b, c in self.channels.items()} for name, e in energy.items()
         }
@@ -89,8 +84,7 @@ class Inception(Probe):
         shares = {}
         for block in self.blocks:
             counts = {
-                b: sum(m for name, _, _, m in table if name.startswith(f"{block}.{p}"))
-                for b, p in self.BRANCHES.items()
+                b: sum(m for n, _, _, m in table if n.startswith(f"{block}.{p}")) for b, p in self.BRANCHES.items()
             }
             shares[block] = {b: m / sum(counts.values()) for b, m in counts.items()}
         return shares
@@ -109,7 +103,7 @@ class Inception(Probe):
     def panels(self, digit):
         """One row: the digit as each branch of the first block passes it on."""
         _, out = seen(self, digit)["incep1"]
-        return [[(f"incep1 {b}\n{len(c)} channels", out[c.to(out.device)]) for b, c in self.channels.items()]]
+        return [[(f"incep1 {b}\n{len(c)} channels", out[c]) for b, c in self.channels.items()]]
 
 
 class Residual(Probe):
@@ -237,9 +231,8 @@ def load_run(folder):
         what = "is a file, not" if os.path.exists(folder) else "does not exist: name"
         raise SystemExit(f"error: {folder} {what} a run's folder (e.g. runs/resnet)")
     if not os.path.isfile(path):
-        raise SystemExit(
-            f"error: {folder} has no model.pt: it is not a run that finished an epoch. Name another, or train one."
-        )
+        what = "it is not a run that finished an epoch. Name another, or train one."
+        raise SystemExit(f"error: {folder} has no model.pt: {what}")
     try:  # its data folder, its test images, its models.py; without a checkpoint.pt, the scripts' and models.py
         saved = torch.load(os.path.join(folder, "checkpoint.pt"), map_location="cpu", weights_only=True)["record"]
     except Exception:
@@ -282,11 +275,8 @@ def draw(probe, digit, label, title, intact, knocked):
     fig, axes = plt.subplot_mosaic(grid, figsize=(2.3 * columns, 3.6 + 2.3 * rows), height_ratios=[1.6] + [1] * rows)
     bars, parts = axes.pop("bars"), list(dict.fromkeys(part for part, _ in knocked))
     for i, where in enumerate([*probe.blocks, "both"]):
-        heights = [knocked[part, where] for part in parts]
-        drawn = bars.bar(
-            [p + (i - 1) * 0.27 for p in range(len(parts))], heights, 0.27, label=f"knocked out in {where}"
-        )
-        bars.bar_label(drawn, fmt="%.2f", fontsize=6)
+        heights, x = [knocked[part, where] for part in parts], [p + (i - 1) * 0.27 for p in range(len(parts))]
+        bars.bar_label(bars.bar(x, heights, 0.27, label=f"knocked out in {where}"), fmt="%.2f", fontsize=6)
     bars.axhline(intact, color="0.3", linestyle="--", label=f"intact: {intact:.2f}%")
     low = max(0, 10 * math.floor((min(knocked.values()) - 5) / 10))  # zoomed in where the bars differ
     bars.set(xticks=range(len(parts)), xticklabels=[probe.LABEL.format(part) for part in parts], title=title)

@@ -31,13 +31,8 @@ PROBE_TIMEOUT = 3
 BAIDU = "https://dataset.bj.bcebos.com/mnist/"
 # torchvision's own two mirrors, and Baidu's.
 MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", BAIDU, "http://yann.lecun.com/exdb/mnist/")
-# The four files: (name, magic number, dimensions).
-FILES = (
-    ("train-images-idx3-ubyte", 0x803, 3),
-    ("train-labels-idx1-ubyte", 0x801, 1),
-    ("t10k-images-idx3-ubyte", 0x803, 3),
-    ("t10k-labels-idx1-ubyte", 0x801, 1),
-)
+# The four files. Their idx header starts with 0x0803 (unsigned bytes, 3 dimensions: images) or 0x0801 (labels).
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 class DataError(SystemExit):
@@ -65,11 +60,11 @@ def find(data_dir, name):
 def read_mnist(data_dir):
     """((train images, labels), (test images, labels)): images (N, 1, 28, 28) uint8, labels int64, on the CPU."""
     data_dir = data_dir or os.curdir  # DATA_DIR = "": the working folder
-    paths = [find(data_dir, name) for name, _, _ in FILES]
+    paths = [find(data_dir, name) for name in FILES]
     if None in paths:
         download(data_dir)
-        paths = [find(data_dir, name) for name, _, _ in FILES]
-    tensors = [read_idx(path, magic, ndim) for path, (_, magic, ndim) in zip(paths, FILES)]
+        paths = [find(data_dir, name) for name in FILES]
+    tensors = [read_idx(path, 3 if "images" in name else 1) for path, name in zip(paths, FILES)]
     splits = []
     for (images, labels), (image_path, label_path) in zip((tensors[:2], tensors[2:]), (paths[:2], paths[2:])):
         if len(images) != len(labels):
@@ -89,7 +84,7 @@ def bad_file(path, what):
     return DataError(f"{path} {what}. Replace the file.")
 
 
-def read_idx(path, magic, ndim):
+def read_idx(path, ndim):
     """One file of MNIST's idx format (a .gz one unpacked in memory) as a uint8 tensor, checked on the way."""
     try:
         with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
@@ -102,7 +97,7 @@ def read_idx(path, magic, ndim):
     if len(raw) < header:
         short = f"truncated: {len(raw)} bytes, too short even for its header"
         raise bad_file(path, f"is {short}" if raw else "is empty (an interrupted download?)")
-    if (found := int.from_bytes(raw[:4], "big")) != magic:
+    if (found := int.from_bytes(raw[:4], "big")) != (magic := 0x800 + ndim):
         what = f"not an MNIST {'image' if ndim == 3 else 'label'} file (a file under the wrong name?)"
         raise bad_file(path, f"has magic number {found:#010x}, not {magic:#010x}: it is {what}")
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
@@ -151,13 +146,13 @@ def download(data_dir):
         print(said.getvalue(), end="")
     except Exception as e:
         # Downloaded, but torchvision could not read it: read_idx says why.
-        if all(find(data_dir, name) for name, _, _ in FILES):
+        if all(find(data_dir, name) for name in FILES):
             return
         store.remove_empty(made)
         # Older torchvision prints each mirror's error on stdout, and raises only "Error downloading ...".
         printed = [line.strip() for line in said.getvalue().splitlines() if "error" in line.lower()]
         why = one_line(e) + (f": {printed[-1]}" if printed and printed[-1] not in one_line(e) else "")
-        addresses = "".join(f"         {BAIDU}{name}.gz\n" for name, _, _ in FILES)
+        addresses = "".join(f"         {BAIDU}{name}.gz\n" for name in FILES)
         raise DataError(
             f"MNIST is not in {raw_folder(data_dir)}{os.sep} nor in {data_dir}{os.sep}, and could not be downloaded"
             f" ({why}).\n"

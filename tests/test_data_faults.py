@@ -45,7 +45,7 @@ def test_a_failed_download_names_the_mirrors_to_fetch_the_files_from_by_hand(mod
     assert lines[1] == f"  tried, in this order: {', '.join(mnist.MIRRORS)}"  # none answered: the order given
     assert ("GET", "https://dataset.bj.bcebos.com/mnist/train-images-idx3-ubyte.gz") in asked  # Baidu's was tried
     # Each file's full address, not a folder that object storage answers with an XML error in a browser.
-    assert all(f"\n         https://dataset.bj.bcebos.com/mnist/{name}.gz\n" in err for name, _, _ in FILES)
+    assert all(f"\n         https://dataset.bj.bcebos.com/mnist/{name}.gz\n" in err for name in FILES)
     assert "mainland China" in err and "train-images.idx3-ubyte" in err and "--data-dir" in err
     assert os.listdir(tmp_path) == []  # no data folder, no run folder
 
@@ -156,7 +156,7 @@ def test_bad_data_file_is_named_and_left_alone(name, damage, words, own_mnist, t
 
 def gz_only(raw):
     """Replace each file in raw by a .gz copy compressed here, as another mirror would: not torchvision's checksums."""
-    for name, _, _ in FILES:
+    for name in FILES:
         (raw / f"{name}.gz").write_bytes(gzip.compress((raw / name).read_bytes(), compresslevel=1, mtime=0))
         (raw / name).unlink()
 
