@@ -9,14 +9,14 @@ import sys
 
 from . import device
 
-# What a value must be, where a learner can get it wrong; every number must also be finite and 0 or more.
+# What a value must be, where a learner can get it wrong; any other number must be 0 or more. Every number is finite.
 CHECKS = {
     "epochs": (lambda v: v >= 1, "at least 1"),
     "batch_size": (lambda v: v >= 1, "at least 1"),
     "log_every": (lambda v: v >= 1, "at least 1"),
     "lr": (lambda v: v > 0, "above 0"),
-    "momentum": (lambda v: v < 1, "below 1"),
-    "seed": (lambda v: v < 2**64, "below 2**64"),
+    "momentum": (lambda v: 0 <= v < 1, "0 or more and below 1"),
+    "seed": (lambda v: 0 <= v < 2**64, "0 or more and below 2**64"),
 }
 
 
@@ -47,12 +47,14 @@ def parse(argv, script, source, constants):
     typed = vars(parser.parse_args(command_line() if argv is None else [str(word) for word in argv]))
     args = argparse.Namespace(**{**constants, "resume": None, "device": "auto", "no_show": False, **typed})
     for name in constants:
-        value, (works, what) = getattr(args, name), CHECKS.get(name, (lambda v: True, ""))
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if number and not (math.isfinite(value) and value >= 0):
-            parser.error(f"{flag(name)} must be a finite number, 0 or more, got {value}")
+        value, (works, what) = getattr(args, name), CHECKS.get(name, (lambda v: v >= 0, "0 or more"))
+        who = flag(name) if name in typed else name.upper()  # not typed: the constant at the top of the script
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value):
+            parser.error(f"{who} must be a finite number, got {value}")
         if not works(value):
-            parser.error(f"{flag(name)} must be {what}, got {value}")
+            parser.error(f"{who} must be {what}, got {value}")
     check_device(parser, args.device)
     return parser, args, typed
 

@@ -22,16 +22,19 @@ def refuse(run, why):
 def load(run, typed):
     """(the checkpoint of run.folder, its epochs done); run.args take the run's own values where none was typed."""
     if not os.path.isfile(os.path.join(run.folder, "checkpoint.pt")):
-        refuse(run, "it has no checkpoint.pt to go on from; leave out --resume to start a new run")
+        what = "it has no checkpoint.pt to go on from" if os.path.isdir(run.folder) else "there is no such folder"
+        refuse(run, f"{what}; name a run's folder (e.g. runs/resnet), or leave out --resume to start a new run")
     saved = store.load(os.path.join(run.folder, "checkpoint.pt"))
     own = saved["record"]["flags"]
     for name, value in typed.items():
         if name not in RESUMABLE and value != own.get(name):
-            refuse(run, f"{flags.flag(name)} {value} differs from the run's {own.get(name)}")
+            fix = "leave it out to go on with the run's own, or start a new run"
+            refuse(run, f"{flags.flag(name)} {value} differs from the run's {own.get(name)}; {fix}")
     vars(run.args).update({name: value for name, value in own.items() if name not in typed})
     done = len(saved["history"])
     if run.args.epochs <= done:
-        more = f"--epochs {run.args.epochs} asks for no more; to go on, ask for more, e.g. --epochs {done + 10}"
+        asked = f"{'' if 'epochs' in typed else 'its own '}--epochs {run.args.epochs}"
+        more = f"{asked} asks for no more; to go on, ask for more, e.g. --epochs {done + 10}"
         refuse(run, f"it has done {done} epoch{'s' * (done != 1)}, and {more}")
     return saved, [tuple(row) for row in saved["history"]]
 
@@ -61,14 +64,16 @@ def restore(run):
     torch.set_rng_state(run.saved["rng"]["torch"])
     if getattr(run.train_loader, "generator", None) is not None and run.saved["rng"]["loader"] is not None:
         run.train_loader.generator.set_state(run.saved["rng"]["loader"])
-    # The code a resume does run: the net's, the data's and the script's (its constants are the run's own).
+    # The code a resume does run: the net's, the data's and the script's (its constants are the run's own). From here
+    # the record holds it: the saved weights are what it trained last (look_inside.py builds the net from it).
     was = record.versioned(saved)
     if changed := [name for name, text in record.versioned(now).items() if was.get(name, text) != text]:
         them = "it" if len(changed) == 1 else "them"
         print(f"note: {', '.join(changed)} changed since the run began; the rest of the run uses {them} as edited")
     done = len(run.history)
     print(f"resuming: {epochs(done)} done in {run.folder}{os.sep}; {epochs(run.args.epochs, done + 1)} to go")
-    return {**saved, "flags": {name: getattr(run.args, name) for name in saved["flags"]}, "device": now["device"]}
+    own = {name: getattr(run.args, name) for name in saved["flags"]}
+    return {**saved, "flags": own, "device": now["device"], "code": now["code"]}
 
 
 def epochs(last, first=1):

@@ -109,7 +109,7 @@ class Run:
             code, what = (143, "terminated") if issubclass(kind, Stop) else (130, "interrupted")
             message = f"\n{what}: {kept}"
             if 0 < done < self.args.epochs:
-                words = ["--resume", self.folder, "--epochs", str(self.args.epochs)]
+                words = ["--resume", self.folder, "--epochs", str(self.args.epochs)] + ["--no-show"] * self.args.no_show
                 typed = f"python {self.script} {' '.join(map(flags.quoted, words))}"
                 message += f"; to go on: {typed if self.script else f'main({words})'}"
         elif device.is_out_of_memory(error):

@@ -76,7 +76,7 @@ def test_ctrl_c_or_a_kill_in_epoch_2_keeps_epoch_1_and_the_printed_command_finis
     out = tmp_path / folder
     err = stopped_in_epoch_2(train_resnet, out, mnist_dir, monkeypatch, stop)
     what = "interrupted" if stop is KeyboardInterrupt else "terminated"
-    command = f"python train_resnet.py --resume {printed.format(out=out)} --epochs 2"
+    command = f"python train_resnet.py --resume {printed.format(out=out)} --epochs 2 --no-show"  # as it began
     assert err == f"\n{what}: epoch 1 saved in {out}{os.sep}; to go on: {command}\n"
     assert sorted(os.listdir(out)) == ["accuracy.png", "checkpoint.pt", "metrics.csv", "model.pt", "settings.json"]
     code, log, err = run_main(train_resnet, *shlex.split(command)[2:], "--data-dir", mnist_dir, "--log-every", 5)
@@ -91,7 +91,7 @@ def test_the_printed_command_runs_as_printed_in_a_shell(tmp_path, mnist_full):
     out = tmp_path / "runs" / "my run 实验"
     returncode, stderr = signal_in_epoch_2(out, signal.SIGINT, mnist_full)
     command = stderr.split("; to go on: ")[1].strip()
-    assert returncode == 130 and command == f'python train_resnet.py --resume "{out}" --epochs 2'
+    assert returncode == 130 and command == f'python train_resnet.py --resume "{out}" --epochs 2 --no-show'
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     done = subprocess.run(
         command,
@@ -141,7 +141,7 @@ def test_a_real_signal_in_epoch_2_then_resumed(how, code, what, tmp_path, mnist_
     returncode, stderr = signal_in_epoch_2(out, how, mnist_full)
     assert returncode == code and "Traceback" not in stderr
     if what:
-        command = f"python train_resnet.py --resume {out} --epochs 2"
+        command = f"python train_resnet.py --resume {out} --epochs 2 --no-show"
         assert stderr.strip() == f"{what}: epoch 1 saved in {out}{os.sep}; to go on: {command}"
     assert len((out / "metrics.csv").read_text().splitlines()) == 2  # the header and epoch 1
     train(train_resnet, out, "--resume", out, mnist_dir=mnist_full)
@@ -190,7 +190,11 @@ def test_settings_json_is_never_read(settings, saved_run, tmp_path, mnist_dir, m
             (run / "settings.json").write_text('{"flags": {"epochs": 5, "lr": "fast"}, "net": 3,', encoding="utf-8")
     before = digest(saved_run)
     code, _, err = run_main(train_resnet, "--resume", saved_run, "--data-dir", mnist_dir)
-    assert code == 2 and "it has done 1 epoch, and --epochs 1 asks for no more" in err and digest(saved_run) == before
+    assert (
+        code == 2
+        and "it has done 1 epoch, and its own --epochs 1 asks for no more" in err
+        and digest(saved_run) == before
+    )
     log = train(train_resnet, stopped, "--resume", stopped, mnist_dir=mnist_dir)
     assert "epoch 2 to go" in log
     assert_same_results(stopped, resnet_2_epochs)
@@ -222,6 +226,8 @@ def test_edited_code_that_a_resume_runs_is_one_note(file, edit, saved_run, tmp_p
     log = train(script, saved_run, "--epochs", 2, "--resume", saved_run, mnist_dir=mnist_dir)
     assert f"note: {file} changed since the run began; the rest of the run uses it as edited" in log
     assert "epoch 2: test accuracy" in log
+    # From here the record holds the edited code: the saved weights were trained last with it.
+    assert torch.load(saved_run / "checkpoint.pt", weights_only=True)["record"]["code"][file] == path.read_text()
 
 
 # --- refused, and nothing in the folder changes ----------------------------------------------------
@@ -243,7 +249,7 @@ def refused(module, folder, *args, data=None):
 def test_a_typed_flag_that_differs_is_refused(saved_run, flag, given, saved):
     code, err = refused(train_resnet, saved_run, "--epochs", 3, flag, given)
     assert code == 2
-    says(err, f"--resume {saved_run}", f"{flag} {given} differs from the run's {saved}", "nothing was changed")
+    says(err, f"--resume {saved_run}", f"{flag} {given} differs from the run's {saved}", "leave it out", "nothing was")
 
 
 def test_the_same_value_typed_again_is_fine(saved_run, mnist_dir):
@@ -267,6 +273,7 @@ def test_no_checkpoint_is_refused(tmp_path):
     assert code == 2 and f"--resume {tmp_path}: it has no checkpoint.pt to go on from" in err
     code, _, err = run_main(train_resnet, "--resume", tmp_path / "never-made")
     assert code == 2 and not (tmp_path / "never-made").exists()
+    says(err, f"--resume {tmp_path / 'never-made'}: there is no such folder", "name a run's folder")
 
 
 def test_the_other_nets_run_is_refused(saved_run, mnist_dir):
