@@ -307,9 +307,12 @@ def test_the_legend_and_the_shared_line_sit_right_under_the_axes(count, tmp_path
 
 def test_a_chinese_font_is_put_behind_the_default_one(monkeypatch):
     """Where the system has one (a stand-in here: DejaVu Sans under a Chinese font's name), it comes after the
-    default one."""
-    fake = font_manager.FontEntry(fname=font_manager.findfont("DejaVu Sans"), name="Microsoft YaHei")
-    monkeypatch.setattr(font_manager.fontManager, "ttflist", [*font_manager.fontManager.ttflist, fake])
+    default one; where it has none, the default stays alone. The system's own fonts are left out (a Mac has some)."""
+    dejavu = font_manager.FontEntry(fname=font_manager.findfont("DejaVu Sans"), name="DejaVu Sans")
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", [dejavu])
+    assert figures.fonts()["font.family"] == plt.rcParams["font.family"]
+    fake = font_manager.FontEntry(fname=dejavu.fname, name="Microsoft YaHei")
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", [dejavu, fake])
     assert figures.fonts()["font.family"] == [*plt.rcParams["font.family"], "Microsoft YaHei"]
 
 
