@@ -73,7 +73,7 @@ def restore(run):
     done = len(run.history)
     print(f"resuming: {epochs(done)} done in {run.folder}{os.sep}; {epochs(run.args.epochs, done + 1)} to go")
     own = {name: getattr(run.args, name) for name in saved["flags"]}
-    return {**saved, "flags": own, "device": now["device"], "code": now["code"]}
+    return {**saved, "flags": own, **{key: now[key] for key in ("device", "script", "code")}}
 
 
 def epochs(last, first=1):
