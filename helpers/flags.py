@@ -48,9 +48,9 @@ def parse(argv, script, source, constants):
     args = argparse.Namespace(**{**constants, "resume": None, "device": "auto", "no_show": False, **typed})
     for name in constants:
         value, (works, what) = getattr(args, name), CHECKS.get(name, (lambda v: v >= 0, "0 or more"))
-        who = flag(name) if name in typed else name.upper()  # not typed: the constant at the top of the script
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
+        who = flag(name) if name in typed else name.upper()  # not typed: the constant at the top of the script
         if not math.isfinite(value):
             parser.error(f"{who} must be a finite number, got {value}")
         if not works(value):
