@@ -26,6 +26,7 @@ from data import mnist_loaders, normalize
 from helpers import device as devices
 from helpers import figures, flags, record
 from helpers.store import one_line
+from train_resnet import test  # the lesson's own
 
 RUNS = "runs"
 MISTAKES_SHOWN = 48  # the most confident mistakes drawn in mistakes.png
@@ -70,9 +71,7 @@ class Inception(Probe):
         return {b: lambda block, inputs, output, c=c: output.index_fill(1, c, 0) for b, c in self.channels.items()}
 
     def measure(self, loader):
-        found = collect(
-            self, (x for x, _ in loader), lambda block, inputs, output: output.float().pow(2).sum((0, 2, 3))
-        )
+        found = collect(self, loader, lambda block, inputs, output: output.float().pow(2).sum((0, 2, 3)))
         energy = {name: sum(rows) for name, rows in found.items()}  # per channel, summed over the test images
         return {
             name: {b: (e[c].sum() / e.sum()).item() for b, c in self.channels.items()} for name, e in energy.items()
@@ -131,7 +130,7 @@ class Residual(Probe):
             x, fx = inputs[0].flatten(1).float(), self.fx[block].flatten(1).float()
             return torch.stack([fx.norm(dim=1) / x.norm(dim=1).clamp_min(1e-12), F.cosine_similarity(fx, x, dim=1)])
 
-        found = collect(self, (images for images, _ in loader), ratio_and_cosine)
+        found = collect(self, loader, ratio_and_cosine)
         return {name: torch.cat(rows, dim=1).median(dim=1).values.tolist() for name, rows in found.items()}
 
     def table(self, knocked, measured):
@@ -158,23 +157,18 @@ PROBES = {"InceptionNet": Inception, "ResidualNet": Residual}
 # --- the steps the probes share: hooks, the accuracy count, the knock-outs, what the blocks see ---------------------
 
 
-@contextlib.contextmanager
 def hooked(pairs):
     """Each (module, hook) on the module's forward while inside; the net as it was afterwards, even after an error."""
-    handles = [module.register_forward_hook(hook) for module, hook in pairs]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooks = contextlib.ExitStack()
+    for module, hook in pairs:
+        hooks.enter_context(module.register_forward_hook(hook))
+    return hooks
 
 
-@torch.no_grad()
 def accuracy(model, loader, pairs=()):
-    """Percent of the test images classified correctly, as the scripts' test() counts, with the hooks of pairs on."""
+    """Percent of the test images classified correctly, by the scripts' own test(), with the hooks of pairs on."""
     with hooked(pairs):
-        right = sum((model(images).argmax(dim=1) == labels).sum().item() for images, labels in loader)
-    return 100 * right / len(loader.labels)
+        return test(model, loader.labels.device, loader)
 
 
 def look(probe, loader):
@@ -196,19 +190,19 @@ def look(probe, loader):
 
 
 @torch.no_grad()
-def collect(probe, batches, measure):
-    """{block: [measure(block, inputs, output) for each batch of images]}, the probe's watch on."""
+def collect(probe, loader, measure):
+    """{block: [measure(block, inputs, output) for each batch of the loader's images]}, the probe's watch on."""
     found = {name: [] for name in probe.blocks}
     keep = [(getattr(probe.model, n), lambda *call, n=n: found[n].append(measure(*call))) for n in probe.blocks]
     with hooked([*probe.watch(), *keep]):
-        for images in batches:
+        for images, _ in loader:
             probe.model(images)
     return found
 
 
 def seen(probe, digit):
     """{block: (its input, its output)} for one digit, the probe's watch on."""
-    found = collect(probe, [digit], lambda block, inputs, output: (inputs[0][0], output[0]))
+    found = collect(probe, [(digit, None)], lambda block, inputs, output: (inputs[0][0], output[0]))
     return {name: rows[0] for name, rows in found.items()}
 
 
@@ -233,10 +227,9 @@ def load_run(folder):
     if not os.path.isfile(path):
         what = "it is not a run that finished an epoch. Name another, or train one."
         raise SystemExit(f"error: {folder} has no model.pt: {what}")
-    try:  # its data folder, its test images, its models.py; without a checkpoint.pt, the scripts' and models.py
+    saved = {}  # its data folder, test images and models.py; without a checkpoint.pt, the scripts' and models.py
+    with contextlib.suppress(Exception):
         saved = torch.load(os.path.join(folder, "checkpoint.pt"), map_location="cpu", weights_only=True)["record"]
-    except Exception:
-        saved = {}
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
         net = "InceptionNet" if "incep1.branch1x1.weight" in weights else "ResidualNet"

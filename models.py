@@ -8,6 +8,7 @@ Both return logits (no softmax): CrossEntropyLoss applies log-softmax itself.
     python models.py  # each net layer by layer: output shape, parameters, multiply-adds per image
 """
 
+import contextlib
 import warnings
 
 import torch
@@ -117,40 +118,33 @@ def layer_table(model, input_shape):
     torch's FLOP counter counts the convolutions' and linear layers' work (a multiply-add is 2 FLOPs)."""
     from torch.utils.flop_counter import FlopCounterMode  # only `python models.py` needs it
 
-    rows, calls, hooks = [], {}, []
-    for name, module in model.named_modules():
-        if name and not list(module.children()):  # a layer, not a container of layers
-
-            def hook(module, inputs, output, name=name):
-                rows.append((name, tuple(output.shape[1:]), sum(p.numel() for p in module.parameters())))
-                calls[name] = calls.get(name, 0) + 1
-
-            hooks.append(module.register_forward_hook(hook))
     with warnings.catch_warnings():  # torch 2.2 counts per layer only for the model it is given; later ones warn that
         warnings.simplefilter("ignore", UserWarning)  # they need no model
         counter = FlopCounterMode(model, display=False)
-    try:
-        with counter, torch.no_grad():
-            model(torch.zeros(1, *input_shape))
-    finally:
-        for handle in hooks:
-            handle.remove()
+    rows, calls = [], {}
+    with contextlib.ExitStack() as hooks, counter, torch.no_grad():  # the hooks are removed on the way out
+        for name, module in model.named_modules():
+            if name and not list(module.children()):  # a layer, not a container of layers
+
+                def hook(module, inputs, output, name=name):
+                    rows.append((name, tuple(output.shape[1:]), sum(p.numel() for p in module.parameters())))
+                    calls[name] = calls.get(name, 0) + 1
+
+                hooks.enter_context(module.register_forward_hook(hook))
+        model(torch.zeros(1, *input_shape))
     flops = {name.split(".", 1)[1]: sum(ops.values()) for name, ops in counter.get_flop_counts().items() if "." in name}
     table = [(name, shape, params, flops.get(name, 0) // 2 // calls[name]) for name, shape, params in rows]
     return table, (count_parameters(model), counter.get_total_flops() // 2)
 
 
-def print_table(title, table, totals):
-    print(title)
-    print(f"  {'layer':<22} {'output':>10} {'parameters':>12} {'multiply-adds':>15}")
-    for name, shape, params, macs in table:
-        print(f"  {name:<22} {'x'.join(map(str, shape)):>10} {params:>12,} {macs:>15,}")
-    print(f"  {'total':<22} {'':>10} {totals[0]:>12,} {totals[1]:>15,}\n")
-
-
 def main():
     for net in (InceptionNet, ResidualNet):
-        print_table(f"{net.__name__}, per 1x28x28 image:", *layer_table(net(), (1, 28, 28)))
+        table, totals = layer_table(net(), (1, 28, 28))
+        print(f"{net.__name__}, per 1x28x28 image:")
+        print(f"  {'layer':<22} {'output':>10} {'parameters':>12} {'multiply-adds':>15}")
+        for name, shape, params, macs in table:
+            print(f"  {name:<22} {'x'.join(map(str, shape)):>10} {params:>12,} {macs:>15,}")
+        print(f"  {'total':<22} {'':>10} {totals[0]:>12,} {totals[1]:>15,}\n")
     # The lecture's case for 1x1 convolutions: 192 channels of 28x28 in, 32 channels out through a 5x5 kernel.
     direct = nn.Conv2d(192, 32, kernel_size=5, padding=2)
     squeezed = nn.Sequential(nn.Conv2d(192, 16, kernel_size=1), nn.Conv2d(16, 32, kernel_size=5, padding=2))

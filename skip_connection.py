@@ -73,9 +73,7 @@ def same_blocks():
 
 def block_gradient_norms(model):
     """The norm of the gradient of each block's weights and biases, nearest the input first (a tensor on the device)."""
-    return torch.stack(
-        [torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in block.parameters()])) for block in model.blocks]
-    )
+    return torch.stack([torch.cat([p.grad.flatten() for p in block.parameters()]).norm() for block in model.blocks])
 
 
 def train(model, loader, optimizer, epochs):
@@ -128,10 +126,9 @@ HEADER = (
 
 
 def row(depth, variant, r):
-    last_loss = f"{r['losses'][-1][1]:.3f}"
     return (
         f"{depth:>6} {variant:<9} {r['first_step'][0]:>13.1e} {r['first_step'][-1]:>13.1e}"
-        f" {r['epoch_mean'][0]:>11.1e} {r['epoch_mean'][-1]:>11.1e} {last_loss:>10} {r['accuracy']:>13.2f}%"
+        f" {r['epoch_mean'][0]:>11.1e} {r['epoch_mean'][-1]:>11.1e} {r['losses'][-1][1]:>10.3f} {r['accuracy']:>13.2f}%"
     )
 
 

@@ -7,7 +7,8 @@ import sys
 
 import torch
 
-from . import flags, record, store
+from . import flags, record
+from .store import one_line
 
 # Typed with --resume, these apply to the rest of the run; any other flag typed must agree with the run's own.
 RESUMABLE = ("resume", "epochs", "device", "data_dir", "no_show")
@@ -21,10 +22,17 @@ def refuse(run, why):
 
 def load(run, typed):
     """(the checkpoint of run.folder, its epochs done); run.args take the run's own values where none was typed."""
-    if not os.path.isfile(os.path.join(run.folder, "checkpoint.pt")):
+    path = os.path.join(run.folder, "checkpoint.pt")
+    if not os.path.isfile(path):
         what = "it has no checkpoint.pt to go on from" if os.path.isdir(run.folder) else "there is no such folder"
         refuse(run, f"{what}; name a run's folder (e.g. runs/resnet), or leave out --resume to start a new run")
-    saved = store.load(os.path.join(run.folder, "checkpoint.pt"))
+    try:  # a damaged checkpoint.pt is an error (exit 1), not a refusal
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if missing := {"record", "history", "model", "optimizer", "rng"} - set(saved):
+            raise KeyError(f"it has no {', '.join(sorted(missing))}")
+    except Exception as e:
+        why = f"{path} is damaged or truncated ({one_line(e)})"
+        raise SystemExit(f"error: cannot resume: {why}; it was left as is") from None
     own = saved["record"]["flags"]
     for name, value in typed.items():
         if name not in RESUMABLE and value != own.get(name):

@@ -72,19 +72,6 @@ def tensors(obj):
     return buffer.getvalue()
 
 
-def load(path):
-    """The checkpoint that --resume goes on from; exit 1 where it is damaged."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        missing = {"record", "history", "model", "optimizer", "rng"} - set(state)
-        if missing:
-            raise KeyError(f"it has no {', '.join(sorted(missing))}")
-    except Exception as e:
-        why = f"{path} is damaged or truncated ({one_line(e)})"
-        raise SystemExit(f"error: cannot resume: {why}; it was left as is") from None
-    return state
-
-
 def one_line(error):
     """The last non-empty line of an exception's message (torchvision's download errors span many)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
